@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.<name>`; each prints JSON and saves it under bench/results/."""

@@ -1,0 +1,493 @@
+"""The application-facing node: drive a `Raft` with ticks and messages, collect its output as
+numbered `Ready` structs, and report persistence back (raft-rs `raw_node.rs`, 0.7 API)."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from .config import Config
+from .eraftpb import (
+    ConfChange,
+    ConfChangeType,
+    ConfChangeV2,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    Snapshot,
+)
+from .errors import StepLocalMsg, StepPeerNotFound
+from .raft import Raft, Rng, SoftState, StateRole
+from .read_only import ReadState
+from .status import Status
+from .storage import GetEntriesContext, Storage
+from .util import INVALID_ID, is_local_msg, is_response_msg
+
+__all__ = ["RawNode", "Ready", "LightReady", "Peer", "SnapshotStatus"]
+
+S = TypeVar("S", bound=Storage)
+
+
+class SnapshotStatus(enum.Enum):
+    """The outcome of sending a snapshot, reported with `RawNode.report_snapshot`."""
+
+    Finish = 0
+    Failure = 1
+
+
+@dataclass(slots=True)
+class Peer:
+    """A peer to bootstrap a new group with (its id and an opaque context)."""
+
+    id: int
+    context: bytes | None = None
+
+
+class LightReady:
+    """What `advance` / `advance_append` return: the commit index if it moved, entries newly
+    committed (and persisted) to apply, and messages to send."""
+
+    __slots__ = ("commit_index", "committed_entries", "messages")
+
+    def __init__(self) -> None:
+        # The new commit index, if it changed.
+        self.commit_index: int | None = None
+        # Committed and persisted entries to apply, in order.
+        self.committed_entries: list[Entry] = []
+        # Messages to send now.
+        self.messages: list[Message] = []
+
+    def take_committed_entries(self) -> list[Entry]:
+        ents, self.committed_entries = self.committed_entries, []
+        return ents
+
+    def take_messages(self) -> list[Message]:
+        msgs, self.messages = self.messages, []
+        return msgs
+
+
+class Ready:
+    """Everything a node wants the application to do, numbered for `on_persist_ready`.
+
+    Order of work (sync use): persist `snapshot`, `entries` and `hs`; send `messages` (a
+    leader's, which may go before the write, Raft thesis §10.2.1) and then `persisted_messages`
+    (a non-leader's: votes and append acks must follow the write); apply `committed_entries`;
+    serve `read_states`; call `advance`.
+    """
+
+    __slots__ = (
+        "number",
+        "ss",
+        "hs",
+        "read_states",
+        "entries",
+        "snapshot",
+        "committed_entries",
+        "messages",
+        "persisted_messages",
+        "must_sync",
+    )
+
+    def __init__(self, number: int) -> None:
+        # The number to give to `on_persist_ready` once this Ready is durable.
+        self.number = number
+        # The soft state, if it changed.
+        self.ss: SoftState | None = None
+        # The hard state to persist, if it changed.
+        self.hs: HardState | None = None
+        # Answered ReadIndex requests.
+        self.read_states: list[ReadState] = []
+        # Entries to persist (append, truncating any conflicting suffix).
+        self.entries: list[Entry] = []
+        # A snapshot to persist and apply (empty if none).
+        self.snapshot: Snapshot = Snapshot()
+        # Committed and persisted entries to apply (empty when a snapshot is present).
+        self.committed_entries: list[Entry] = []
+        # Messages that may be sent before the write (only a leader's).
+        self.messages: list[Message] = []
+        # Messages that must be sent only after the write is durable (a non-leader's).
+        self.persisted_messages: list[Message] = []
+        # Whether the write must be synced: false only when nothing but the commit index
+        # changed.
+        self.must_sync = False
+
+    def take_entries(self) -> list[Entry]:
+        ents, self.entries = self.entries, []
+        return ents
+
+    def take_committed_entries(self) -> list[Entry]:
+        ents, self.committed_entries = self.committed_entries, []
+        return ents
+
+    def take_messages(self) -> list[Message]:
+        msgs, self.messages = self.messages, []
+        return msgs
+
+    def take_persisted_messages(self) -> list[Message]:
+        msgs, self.persisted_messages = self.persisted_messages, []
+        return msgs
+
+    def take_read_states(self) -> list[ReadState]:
+        rs, self.read_states = self.read_states, []
+        return rs
+
+    def take_snapshot(self) -> Snapshot:
+        snap, self.snapshot = self.snapshot, Snapshot()
+        return snap
+
+    def __repr__(self) -> str:
+        return (
+            f"Ready(number={self.number}, ss={self.ss}, hs={self.hs!r}, "
+            f"entries={len(self.entries)}, committed={len(self.committed_entries)}, "
+            f"snapshot={self.snapshot.metadata.index}, messages={len(self.messages)}, "
+            f"persisted_messages={len(self.persisted_messages)}, must_sync={self.must_sync})"
+        )
+
+
+@dataclass(slots=True)
+class _ReadyRecord:
+    number: int
+    # (index, term) of the last entry of the Ready, if it had entries.
+    last_entry: tuple[int, int] | None = None
+    # (index, term) of the Ready's snapshot, if it had one.
+    snapshot: tuple[int, int] | None = None
+
+
+class RawNode(Generic[S]):
+    """A thread-unsafe node: the application owns the loop, the storage and the network."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: S,
+        peers: list[Peer] | None = None,
+        logger: logging.Logger | logging.LoggerAdapter | None = None,  # type: ignore[type-arg]
+        *,
+        rng: Rng | None = None,
+    ) -> None:
+        assert config.id != 0, "config.id must not be zero"
+        # The state machine; public like raft-rs's `raw_node.raft`.
+        self.raft: Raft[S] = Raft(config, store, logger, rng)
+        # The soft and hard state last handed out in a Ready.
+        self.prev_ss: SoftState = self.raft.soft_state()
+        self.prev_hs: HardState = self.raft.hard_state()
+        if peers:
+            self._bootstrap(peers)
+            # The bootstrap hard state is new: the first Ready must carry it.
+            self.prev_hs = HardState()
+        # The number of the newest Ready.
+        self.max_number = 0
+        # Readies handed out and not yet acknowledged by `on_persist_ready`, oldest first.
+        self.records: deque[_ReadyRecord] = deque()
+        # Committed entries handed out so far end here: the next ones start after it.
+        self.commit_since_index: int = config.applied
+
+    def _bootstrap(self, peers: list[Peer]) -> None:
+        """Start a brand-new group: one ConfChange(AddNode) entry per peer at term 1,
+        committed (etcd's StartNode). Only on an empty, unconfigured storage."""
+        raft = self.raft
+        assert raft.raft_log.last_index() == 0 and not raft.prs.conf.voters.ids(), (
+            "can only bootstrap peers on an empty storage"
+        )
+        raft.become_follower(1, INVALID_ID)
+        ents = []
+        for i, peer in enumerate(peers, 1):
+            cc = ConfChange(change_type=ConfChangeType.AddNode, node_id=peer.id)
+            if peer.context is not None:
+                cc.context = peer.context
+            ents.append(
+                Entry(
+                    entry_type=EntryType.EntryConfChange,
+                    term=1,
+                    index=i,
+                    data=cc.SerializeToString(),
+                )
+            )
+        raft.raft_log.append(ents)
+        raft.raft_log.committed = len(ents)
+        for peer in peers:
+            self.apply_conf_change(ConfChange(change_type=ConfChangeType.AddNode, node_id=peer.id))
+
+    # -- input ------------------------------------------------------------------------------
+
+    def tick(self) -> bool:
+        """Advance logical time by one tick; returns whether there may be something ready."""
+        return self.raft.tick()
+
+    def campaign(self) -> None:
+        """Start an election now (a no-op on a leader)."""
+        self.raft.step(Message(msg_type=MessageType.MsgHup))
+
+    def propose(self, context: bytes, data: bytes) -> None:
+        """Propose `data` to be appended to the log. Raises `ProposalDropped`."""
+        m = Message(msg_type=MessageType.MsgPropose, from_=self.raft.id)
+        m.entries.add(data=data, context=context)
+        self.raft.step(m)
+
+    def propose_conf_change(self, context: bytes, cc: ConfChange | ConfChangeV2) -> None:
+        """Propose a membership change; it takes effect when applied with
+        `apply_conf_change`."""
+        if isinstance(cc, ConfChange):
+            ty = EntryType.EntryConfChange
+        else:
+            ty = EntryType.EntryConfChangeV2
+        m = Message(msg_type=MessageType.MsgPropose)
+        m.entries.add(entry_type=ty, data=cc.SerializeToString(), context=context)
+        self.raft.step(m)
+
+    def apply_conf_change(self, cc: ConfChange | ConfChangeV2) -> ConfState:
+        """Apply a committed conf change entry; returns the new configuration."""
+        from .confchange.conf_change import into_v2
+
+        return self.raft.apply_conf_change(into_v2(cc))
+
+    def step(self, m: Message) -> None:
+        """Step a message received from a peer. Raises `StepLocalMsg` for local-only types and
+        `StepPeerNotFound` for a response from an unknown peer."""
+        if is_local_msg(m.msg_type):
+            raise StepLocalMsg()
+        if m.from_ in self.raft.prs.progress or not is_response_msg(m.msg_type):
+            self.raft.step(m)
+            return
+        raise StepPeerNotFound()
+
+    def ping(self) -> None:
+        """Broadcast heartbeats (leader only)."""
+        self.raft.ping()
+
+    def set_priority(self, priority: int) -> None:
+        self.raft.set_priority(priority)
+
+    def skip_bcast_commit(self, skip: bool) -> None:
+        self.raft.skip_bcast_commit(skip)
+
+    def set_batch_append(self, batch_append: bool) -> None:
+        self.raft.set_batch_append(batch_append)
+
+    def report_unreachable(self, id: int) -> None:
+        """The last message to `id` could not be delivered."""
+        self.raft.step(Message(msg_type=MessageType.MsgUnreachable, from_=id))
+
+    def report_snapshot(self, id: int, status: SnapshotStatus) -> None:
+        """Report the outcome of sending a snapshot to `id`."""
+        self.raft.step(
+            Message(
+                msg_type=MessageType.MsgSnapStatus,
+                from_=id,
+                reject=status == SnapshotStatus.Failure,
+            )
+        )
+
+    def request_snapshot(self) -> None:
+        """Ask the leader for a snapshot. Raises `RequestSnapshotDropped`."""
+        self.raft.request_snapshot()
+
+    def transfer_leader(self, transferee: int) -> None:
+        """Ask the leader to hand leadership to `transferee`."""
+        self.raft.step(Message(msg_type=MessageType.MsgTransferLeader, from_=transferee))
+
+    def read_index(self, rctx: bytes) -> None:
+        """Request a linearizable read index; the answer comes as a `ReadState` carrying
+        `rctx` in a later Ready."""
+        m = Message(msg_type=MessageType.MsgReadIndex)
+        m.entries.add(data=rctx)
+        self.raft.step(m)
+
+    def on_entries_fetched(self, context: GetEntriesContext) -> None:
+        """An asynchronous `Storage.entries` finished: resume the append it was for."""
+        if context.what == GetEntriesContext.SEND_APPEND:
+            raft = self.raft
+            if raft.term != context.term or raft.state != StateRole.Leader:
+                return
+            if context.to not in raft.prs.progress:
+                return
+            if context.aggressively:
+                raft.send_append_aggressively(context.to)
+            else:
+                raft.send_append(context.to)
+        elif context.what == GetEntriesContext.EMPTY and context.can_async():
+            return
+        else:
+            raise AssertionError(f"unexpected fetch context {context!r}")
+
+    # -- output -----------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        """Whether `ready()` has anything to hand out."""
+        raft = self.raft
+        if raft.msgs:
+            return True
+        if raft.soft_state() != self.prev_ss:
+            return True
+        if raft.hard_state() != self.prev_hs:
+            return True
+        if raft.read_states:
+            return True
+        if raft.raft_log.unstable.entries:
+            return True
+        if raft.raft_log.unstable.snapshot is not None:
+            return True
+        return raft.raft_log.has_next_entries_since(self.commit_since_index)
+
+    def ready(self) -> Ready:
+        """Collect the node's output. Hand it back with `advance*`."""
+        raft = self.raft
+        self.max_number += 1
+        rd = Ready(self.max_number)
+        record = _ReadyRecord(self.max_number)
+
+        ss = raft.soft_state()
+        if ss != self.prev_ss:
+            rd.ss = ss
+        hs = raft.hard_state()
+        if hs != self.prev_hs:
+            if hs.vote != self.prev_hs.vote or hs.term != self.prev_hs.term:
+                rd.must_sync = True
+            rd.hs = hs
+        if raft.read_states:
+            rd.read_states = raft.read_states
+            raft.read_states = []
+
+        snap = raft.raft_log.unstable.snapshot
+        if snap is not None:
+            rd.snapshot = snap
+            meta = snap.metadata
+            assert self.commit_since_index <= meta.index
+            self.commit_since_index = meta.index
+            # If a snapshot needs to be applied, no entry can be applied before it.
+            assert not raft.raft_log.has_next_entries_since(self.commit_since_index), (
+                f"has snapshot but also has committed entries since {self.commit_since_index}"
+            )
+            record.snapshot = (meta.index, meta.term)
+            rd.must_sync = True
+
+        entries = raft.raft_log.unstable.entries
+        if entries:
+            rd.entries = list(entries)
+            last = entries[-1]
+            record.last_entry = (last.index, last.term)
+            rd.must_sync = True
+
+        light = self._gen_light_ready()
+        rd.committed_entries = light.committed_entries
+        # A leader's messages can go out before its own write (thesis §10.2.1); anyone else's
+        # only after the Ready is persisted.
+        if raft.state == StateRole.Leader:
+            rd.messages = light.messages
+        else:
+            rd.persisted_messages = light.messages
+        self.records.append(record)
+        return rd
+
+    def _gen_light_ready(self) -> LightReady:
+        rd = LightReady()
+        raft = self.raft
+        ents = raft.raft_log.next_entries_since(
+            self.commit_since_index, raft.max_committed_size_per_ready
+        )
+        if ents:
+            rd.committed_entries = ents
+            raft.reduce_uncommitted_size(ents)
+            last = ents[-1].index
+            assert self.commit_since_index < last
+            self.commit_since_index = last
+        if raft.msgs:
+            rd.messages = raft.msgs
+            raft.msgs = []
+        return rd
+
+    def _commit_ready(self, rd: Ready) -> None:
+        if rd.ss is not None:
+            self.prev_ss = rd.ss
+        if rd.hs is not None:
+            self.prev_hs = rd.hs
+        record = self.records[-1]
+        assert record.number == rd.number, (
+            f"advance must be called with the newest Ready ({record.number}), got {rd.number}"
+        )
+        raft_log = self.raft.raft_log
+        if record.snapshot is not None:
+            raft_log.stable_snap(record.snapshot[0])
+        if record.last_entry is not None:
+            raft_log.stable_entries(*record.last_entry)
+
+    def on_persist_ready(self, number: int) -> None:
+        """Everything up to Ready `number` is durable: the leader may count its own log toward
+        the quorum, and persisted entries may be applied."""
+        index = term = snap_index = 0
+        records = self.records
+        while records and records[0].number <= number:
+            record = records.popleft()
+            if record.snapshot is not None:
+                snap_index = record.snapshot[0]
+                index = term = 0
+            if record.last_entry is not None:
+                index, term = record.last_entry
+        if snap_index != 0:
+            self.raft.on_persist_snap(snap_index)
+        if index != 0:
+            self.raft.on_persist_entries(index, term)
+
+    def advance(self, rd: Ready) -> LightReady:
+        """Sync use: the Ready was persisted and applied; returns what became ready since."""
+        applied = self.commit_since_index
+        light = self.advance_append(rd)
+        self.advance_apply_to(applied)
+        return light
+
+    def advance_append(self, rd: Ready) -> LightReady:
+        """The Ready's writes are durable (synchronously): acknowledge them and return the
+        follow-up work."""
+        self._commit_ready(rd)
+        self.on_persist_ready(self.max_number)
+        light = self._gen_light_ready()
+        raft = self.raft
+        assert raft.state == StateRole.Leader or not light.messages, (
+            "not leader but has new msg after advance"
+        )
+        hs = raft.hard_state()
+        prev = self.prev_hs
+        assert hs.term == prev.term and hs.vote == prev.vote, "hard state != prev_hs"
+        if hs.commit > prev.commit:
+            light.commit_index = hs.commit
+        else:
+            assert hs.commit == prev.commit
+        self.prev_hs = hs
+        return light
+
+    def advance_append_async(self, rd: Ready) -> None:
+        """The Ready's writes were queued: persistence is reported later with
+        `on_persist_ready(rd.number)`.
+
+        Contract (raft-rs): by the time this is called, the Ready's entries and snapshot must
+        be readable through the `Storage` (e.g. from an in-memory cache), since they leave the
+        unstable log here; only their durability is pending."""
+        self._commit_ready(rd)
+
+    def advance_apply(self) -> None:
+        """Everything handed out in committed entries so far is applied."""
+        self.raft.commit_apply(self.commit_since_index)
+
+    def advance_apply_to(self, applied: int) -> None:
+        """Entries up to `applied` are applied."""
+        self.raft.commit_apply(applied)
+
+    # -- inspection -------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        return Status.new(self.raft)
+
+    def snap(self) -> Snapshot | None:
+        return self.raft.snap()
+
+    def store(self) -> S:
+        return self.raft.raft_log.store
+
+    def mut_store(self) -> S:
+        return self.raft.raft_log.store
