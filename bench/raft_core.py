@@ -7,7 +7,8 @@ replicas applied them (the Ready loop runs synchronously: persist to MemStorage,
 messages in process without serialization, apply, advance). Reported per batch size:
 entries/s committed and applied on all three replicas, and the mean time per round. Two ways to
 propose are compared in the same run: `propose` (one `RawNode.propose` call per entry, the
-raft-rs API) and `step` (one MsgPropose carrying the whole batch, how the store proposes).
+raft-rs API), the same with `batch_append` on (appends queued in one Ready merge), and `step`
+(one MsgPropose carrying the whole batch, how the store proposes).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from multiraft.raft import (
 from .common import emit
 
 
-def _group() -> dict[int, RawNode[MemStorage]]:
+def _group(batch_append: bool) -> dict[int, RawNode[MemStorage]]:
     nodes = {}
     for id in (1, 2, 3):
         cfg = Config(
@@ -38,14 +39,15 @@ def _group() -> dict[int, RawNode[MemStorage]]:
             heartbeat_tick=3,
             max_size_per_msg=1 << 20,
             max_inflight_msgs=256,
+            batch_append=batch_append,
         )
         nodes[id] = RawNode(cfg, MemStorage.new_with_conf_state(([1, 2, 3], [])), rng=random.Random(id))
     return nodes
 
 
 class _Cluster:
-    def __init__(self) -> None:
-        self.nodes = _group()
+    def __init__(self, batch_append: bool = False) -> None:
+        self.nodes = _group(batch_append)
         self.inflight: list[Message] = []
         self.applied = {1: 0, 2: 0, 3: 0}
 
@@ -101,19 +103,21 @@ class _Cluster:
 
 
 def run(batch: int, entries: int, size: int, mode: str) -> dict[str, Any]:
-    c = _Cluster()
+    c = _Cluster(batch_append=mode == "propose_batch_append")
     leader = c.elect()
     payload = b"x" * size
     rounds = max(1, entries // batch)
     base = dict(c.applied)
     t0 = time.perf_counter()
     for _ in range(rounds):
-        if mode == "propose":
+        if mode in ("propose", "propose_batch_append"):
             for _ in range(batch):
                 leader.propose(b"", payload)
         else:
             m = Message(msg_type=MessageType.MsgPropose, from_=1)
-            m.entries.extend([{"data": payload}] * batch)  # type: ignore[list-item]
+            add = m.entries.add
+            for _ in range(batch):
+                add(data=payload)
             leader.raft.step(m)
         c.pump()
     elapsed = time.perf_counter() - t0
@@ -135,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", default="1,16,64,256")
     p.add_argument("--entries", type=int, default=20000, help="entries per configuration")
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--modes", default="step,propose")
+    p.add_argument("--modes", default="step,propose,propose_batch_append")
     p.add_argument("--no-save", action="store_true")
     args = p.parse_args(argv)
     results = []

@@ -451,18 +451,20 @@ class Raft(Generic[S]):
                 return False
         else:
             next_idx = pr.next_idx
-            try:
-                ents = self.raft_log.entries(
-                    next_idx,
-                    self.max_msg_size,
-                    GetEntriesContext(
-                        GetEntriesContext.SEND_APPEND,
-                        to=to,
-                        term=self.term,
-                        aggressively=not allow_empty,
-                        can_async=True,
-                    ),
+            # The storage is asked (with a context) only below the unstable tail.
+            ctx = (
+                GetEntriesContext(
+                    GetEntriesContext.SEND_APPEND,
+                    to=to,
+                    term=self.term,
+                    aggressively=not allow_empty,
+                    can_async=True,
                 )
+                if next_idx < self.raft_log.unstable.offset
+                else None
+            )
+            try:
+                ents = self.raft_log.entries(next_idx, self.max_msg_size, ctx)
                 ents_err: StorageError | None = None
             except LogTemporarilyUnavailable:
                 # Wait for the storage to fetch the entries asynchronously.
@@ -506,11 +508,37 @@ class Raft(Generic[S]):
         self.send(m)
 
     def bcast_append(self) -> None:
-        """Send appends to every peer (paper §5.3)."""
+        """Send appends to every peer (paper §5.3).
+
+        Followers at the same `next_idx` get the same MsgAppend: it is built once and copied
+        (a protobuf CopyFrom is ~10x cheaper than re-adding the entries)."""
         self_id = self.id
+        msgs = self.msgs
+        # (next_idx, message, last entry index) of the last MsgAppend built here.
+        template: tuple[int, Message, int] | None = None
         for id, pr in self.prs.progress.items():
-            if id != self_id:
-                self.maybe_send_append(id, pr, True)
+            if id == self_id:
+                continue
+            next_idx = pr.next_idx
+            if (
+                template is not None
+                and template[0] == next_idx
+                and pr.pending_request_snapshot == INVALID_INDEX
+                and not self.batch_append
+                and not pr.is_paused()
+            ):
+                m = Message()
+                m.CopyFrom(template[1])
+                m.to = id
+                if template[2] >= next_idx:
+                    pr.update_state(template[2])
+                msgs.append(m)
+                continue
+            n = len(msgs)
+            if self.maybe_send_append(id, pr, True) and len(msgs) == n + 1:
+                m = msgs[-1]
+                if m.msg_type == _MsgAppend:
+                    template = (next_idx, m, m.index + len(m.entries))
 
     def bcast_heartbeat(self) -> None:
         self.bcast_heartbeat_with_ctx(self.read_only.last_pending_request_ctx())

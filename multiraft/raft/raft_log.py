@@ -278,17 +278,20 @@ class RaftLog(Generic[S]):
                 first_index = self.first_index()
 
     def has_next_entries_since(self, since_idx: int) -> bool:
-        offset = max(since_idx + 1, self.first_index())
         high = min(self.committed, self.persisted) + 1
-        return high > offset
+        if high <= since_idx + 1:
+            return False
+        return high > max(since_idx + 1, self.first_index())
 
     def has_next_entries(self) -> bool:
         return self.has_next_entries_since(self.applied)
 
     def next_entries_since(self, since_idx: int, max_size: int | None) -> list[Entry] | None:
         """Committed and persisted entries after `since_idx`, ready to apply."""
-        offset = max(since_idx + 1, self.first_index())
         high = min(self.committed, self.persisted) + 1
+        if high <= since_idx + 1:
+            return None
+        offset = max(since_idx + 1, self.first_index())
         if high > offset:
             return self.slice(offset, high, max_size, GetEntriesContext(GetEntriesContext.GEN_READY))
         return None

@@ -323,9 +323,15 @@ class RawNode(Generic[S]):
         raft = self.raft
         if raft.msgs:
             return True
-        if raft.soft_state() != self.prev_ss:
+        prev_ss = self.prev_ss
+        if raft.leader_id != prev_ss.leader_id or raft.state != prev_ss.raft_state:
             return True
-        if raft.hard_state() != self.prev_hs:
+        prev_hs = self.prev_hs
+        if (
+            raft.term != prev_hs.term
+            or raft.vote != prev_hs.vote
+            or raft.raft_log.committed != prev_hs.commit
+        ):
             return True
         if raft.read_states:
             return True
@@ -342,14 +348,15 @@ class RawNode(Generic[S]):
         rd = Ready(self.max_number)
         record = _ReadyRecord(self.max_number)
 
-        ss = raft.soft_state()
-        if ss != self.prev_ss:
-            rd.ss = ss
-        hs = raft.hard_state()
-        if hs != self.prev_hs:
-            if hs.vote != self.prev_hs.vote or hs.term != self.prev_hs.term:
-                rd.must_sync = True
-            rd.hs = hs
+        prev_ss = self.prev_ss
+        if raft.leader_id != prev_ss.leader_id or raft.state != prev_ss.raft_state:
+            rd.ss = raft.soft_state()
+        prev_hs = self.prev_hs
+        if raft.term != prev_hs.term or raft.vote != prev_hs.vote:
+            rd.must_sync = True
+            rd.hs = raft.hard_state()
+        elif raft.raft_log.committed != prev_hs.commit:
+            rd.hs = raft.hard_state()
         if raft.read_states:
             rd.read_states = raft.read_states
             raft.read_states = []
@@ -451,14 +458,14 @@ class RawNode(Generic[S]):
         assert raft.state == StateRole.Leader or not light.messages, (
             "not leader but has new msg after advance"
         )
-        hs = raft.hard_state()
         prev = self.prev_hs
-        assert hs.term == prev.term and hs.vote == prev.vote, "hard state != prev_hs"
-        if hs.commit > prev.commit:
-            light.commit_index = hs.commit
+        assert raft.term == prev.term and raft.vote == prev.vote, "hard state != prev_hs"
+        committed = raft.raft_log.committed
+        if committed > prev.commit:
+            light.commit_index = committed
+            self.prev_hs = raft.hard_state()
         else:
-            assert hs.commit == prev.commit
-        self.prev_hs = hs
+            assert committed == prev.commit
         return light
 
     def advance_append_async(self, rd: Ready) -> None:

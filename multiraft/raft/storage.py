@@ -348,10 +348,16 @@ class MemStorage:
         return core.entries[idx - offset].term
 
     def first_index(self) -> int:
-        return self.core.first_index()
+        core = self.core
+        if core.entries:
+            return core.entries[0].index
+        return core.snapshot_metadata.index + 1
 
     def last_index(self) -> int:
-        return self.core.last_index()
+        core = self.core
+        if core.entries:
+            return core.entries[-1].index
+        return core.snapshot_metadata.index
 
     def snapshot(self, request_index: int, to: int) -> Snapshot:
         core = self.core
