@@ -286,9 +286,6 @@ class Raft(Generic[S]):
         """Whether this leader holds a lease (check_quorum keeps it honest)."""
         return self.state == StateRole.Leader and self.check_quorum
 
-    def prs_(self) -> ProgressTracker:
-        return self.prs
-
     def mut_prs(self) -> ProgressTracker:
         return self.prs
 
@@ -356,9 +353,6 @@ class Raft(Generic[S]):
 
     def apply_to_current_term(self) -> bool:
         return self.raft_log.term(self.raft_log.applied) == self.term
-
-    def uncommitted_size_(self) -> int:
-        return self.uncommitted_size
 
     # -- sending ------------------------------------------------------------------------
 

@@ -91,6 +91,11 @@ class ProgressTracker:
         self.max_inflight = max_inflight
         self._group_commit = False
 
+    def __call__(self) -> ProgressTracker:
+        """raft-rs spells the tracker `raft.prs()`: calling it returns itself, so both
+        `raft.prs()` and `raft.prs` work."""
+        return self
+
     @classmethod
     def with_capacity(cls, voters: int, learners: int, max_inflight: int) -> ProgressTracker:
         return cls(max_inflight)
