@@ -1033,17 +1033,7 @@ class Raft(Generic[S]):
             # When responding to Msg{Pre,}Vote messages we include the term from the message,
             # not the local term: a pre-vote is for a future term, and a node whose local term
             # is stale would otherwise have its answer ignored.
-            self.logger.info(
-                "[logterm: %d, index: %d, vote: %d] cast vote for %d [logterm: %d, index: %d] "
-                "at term %d",
-                self.raft_log.last_term(),
-                self.raft_log.last_index(),
-                self.vote,
-                m.from_,
-                m.log_term,
-                m.index,
-                m.term,
-            )
+            self._log_vote(m, "cast")
             to_send = new_message(m.from_, vote_resp_msg_type(m.msg_type))
             to_send.reject = False
             to_send.term = m.term
@@ -1053,23 +1043,27 @@ class Raft(Generic[S]):
                 self.election_elapsed = 0
                 self.vote = m.from_
         else:
-            self.logger.info(
-                "[logterm: %d, index: %d, vote: %d] rejected vote from %d [logterm: %d, "
-                "index: %d] at term %d",
-                self.raft_log.last_term(),
-                self.raft_log.last_index(),
-                self.vote,
-                m.from_,
-                m.log_term,
-                m.index,
-                m.term,
-            )
+            self._log_vote(m, "rejected")
             to_send = new_message(m.from_, vote_resp_msg_type(m.msg_type))
             to_send.reject = True
             to_send.term = self.term
             to_send.commit, to_send.commit_term = self.raft_log.commit_info()
             self.send(to_send)
             self.maybe_commit_by_vote(m)
+
+    def _log_vote(self, m: Message, verdict: str) -> None:
+        self.logger.info(
+            "[logterm: %d, index: %d, vote: %d] %s %s from %d [logterm: %d, index: %d] at term %d",
+            self.raft_log.last_term(),
+            self.raft_log.last_index(),
+            self.vote,
+            verdict,
+            MessageType.Name(m.msg_type),
+            m.from_,
+            m.log_term,
+            m.index,
+            m.term,
+        )
 
     def step_leader(self, m: Message) -> None:
         mt = m.msg_type
