@@ -1,0 +1,119 @@
+"""KV commands carried in raft entries, msgpack-encoded (one codec module per wire schema).
+
+An entry's data is `[1, request_id, region_id, conf_ver, version, ops]` where each op is
+`[OP_PUT, key, value]`, `[OP_DELETE, key]` or `[OP_CAS, key, expected, new]` (`expected` /
+`new` may be None: "must not exist" / "delete"). The request id (client id + sequence,
+opaque bytes) lets the apply path drop a retried duplicate; the epoch lets it refuse a command
+proposed before a split or merge moved the range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgpack
+
+__all__ = [
+    "OP_PUT",
+    "OP_DELETE",
+    "OP_CAS",
+    "Op",
+    "Command",
+    "CommandDecodeError",
+    "encode_command",
+    "decode_command",
+]
+
+_VERSION = 1
+OP_PUT = 1
+OP_DELETE = 2
+OP_CAS = 3
+
+# Keys are 1..MAX_KEY bytes (LMDB's key limit); values up to MAX_VALUE bytes.
+MAX_KEY = 511
+MAX_VALUE = 8 << 20
+
+
+@dataclass(slots=True, frozen=True)
+class Op:
+    """One write: put (value), delete, or compare-and-swap (expected -> value)."""
+
+    kind: int
+    key: bytes
+    value: bytes | None = None
+    expected: bytes | None = None
+
+    def validate(self) -> None:
+        if self.kind not in (OP_PUT, OP_DELETE, OP_CAS):
+            raise CommandDecodeError(f"unknown op kind {self.kind}")
+        if not isinstance(self.key, bytes) or not 1 <= len(self.key) <= MAX_KEY:
+            raise CommandDecodeError(f"key must be 1..{MAX_KEY} bytes")
+        if self.kind == OP_PUT and not isinstance(self.value, bytes):
+            raise CommandDecodeError("put needs a bytes value")
+        for v in (self.value, self.expected):
+            if v is not None and (not isinstance(v, bytes) or len(v) > MAX_VALUE):
+                raise CommandDecodeError(f"values must be bytes of at most {MAX_VALUE} bytes")
+
+
+@dataclass(slots=True)
+class Command:
+    """A batch of writes to one region, applied atomically."""
+
+    region_id: int
+    conf_ver: int
+    version: int
+    ops: list[Op] = field(default_factory=list)
+    request_id: bytes = b""
+
+
+class CommandDecodeError(ValueError):
+    """Malformed command bytes (never applied; the entry is skipped with this error)."""
+
+
+def encode_command(cmd: Command) -> bytes:
+    ops = []
+    for op in cmd.ops:
+        op.validate()
+        if op.kind == OP_PUT:
+            ops.append([OP_PUT, op.key, op.value])
+        elif op.kind == OP_DELETE:
+            ops.append([OP_DELETE, op.key])
+        else:
+            ops.append([OP_CAS, op.key, op.expected, op.value])
+    data: bytes = msgpack.packb(
+        [_VERSION, cmd.request_id, cmd.region_id, cmd.conf_ver, cmd.version, ops],
+        use_bin_type=True,
+    )
+    return data
+
+
+def decode_command(data: bytes) -> Command:
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as e:  # msgpack raises several types on garbage
+        raise CommandDecodeError(f"not a command: {e}") from e
+    if not isinstance(obj, list) or len(obj) != 6 or obj[0] != _VERSION:
+        raise CommandDecodeError("not a version-1 command")
+    _, request_id, region_id, conf_ver, version, raw_ops = obj
+    if not isinstance(request_id, bytes) or not all(
+        isinstance(x, int) and x >= 0 for x in (region_id, conf_ver, version)
+    ):
+        raise CommandDecodeError("bad command header")
+    if not isinstance(raw_ops, list):
+        raise CommandDecodeError("ops must be a list")
+    ops = []
+    for raw in raw_ops:
+        if not isinstance(raw, list) or not raw:
+            raise CommandDecodeError("an op must be a non-empty list")
+        kind = raw[0]
+        if kind == OP_PUT and len(raw) == 3:
+            op = Op(OP_PUT, raw[1], value=raw[2])
+        elif kind == OP_DELETE and len(raw) == 2:
+            op = Op(OP_DELETE, raw[1])
+        elif kind == OP_CAS and len(raw) == 4:
+            op = Op(OP_CAS, raw[1], value=raw[3], expected=raw[2])
+        else:
+            raise CommandDecodeError(f"bad op {raw!r:.80}")
+        op.validate()
+        ops.append(op)
+    return Command(region_id, conf_ver, version, ops, request_id)
