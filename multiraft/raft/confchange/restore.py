@@ -11,29 +11,38 @@ from .conf_change import new_conf_change_single
 if TYPE_CHECKING:
     from ..tracker import ProgressTracker
 
-__all__ = ["restore"]
+__all__ = ["restore", "to_conf_change_single"]
 
 
-def _to_conf_change_single(cs: ConfState) -> tuple[list[ConfChangeSingle], list[ConfChangeSingle]]:
-    """The changes that rebuild `cs` from an empty config: `outgoing` builds the outgoing
-    voters as a simple config; `incoming` then enters the joint config.
+def to_conf_change_single(cs: ConfState) -> tuple[list[ConfChangeSingle], list[ConfChangeSingle]]:
+    """The changes that build `cs` from an empty config, as (outgoing, incoming).
 
-    Example: voters=(1 2 3) learners=(5) outgoing=(1 2 4 6) learners_next=(4) gives
-    outgoing = add 1, add 2, add 4, add 6 and incoming = remove 1 2 4 6, add 1 2 3,
-    add-learner 5, add-learner 4, i.e. quorum=(1 2 3)&&(1 2 4 6) learners=(5)
-    learners_next=(4).
+    `outgoing` adds the outgoing voters one by one (simple changes), giving the config that
+    existed before the joint one. `incoming`, applied with enter_joint, removes them again,
+    then adds the incoming voters, the learners and the staged learners (an outgoing voter
+    made a learner lands in learners_next). Without outgoing voters, `incoming` is applied one
+    simple change at a time.
+
+    Example: voters=(1 2 3) learners=(5) voters_outgoing=(1 2 4 6) learners_next=(4) gives
+    outgoing = v1 v2 v4 v6 and incoming = r1 r2 r4 r6 v1 v2 v3 l5 l4, hence
+    voters=(1 2 3)&&(1 2 4 6) learners=(5) learners_next=(4). Whether 5 was a learner before
+    the joint config cannot be told, and does not matter.
     """
     outgoing = [new_conf_change_single(id, ConfChangeType.AddNode) for id in cs.voters_outgoing]
     incoming = [new_conf_change_single(id, ConfChangeType.RemoveNode) for id in cs.voters_outgoing]
     incoming += [new_conf_change_single(id, ConfChangeType.AddNode) for id in cs.voters]
     incoming += [new_conf_change_single(id, ConfChangeType.AddLearnerNode) for id in cs.learners]
-    incoming += [new_conf_change_single(id, ConfChangeType.AddLearnerNode) for id in cs.learners_next]
+    incoming += [
+        new_conf_change_single(id, ConfChangeType.AddLearnerNode) for id in cs.learners_next
+    ]
     return outgoing, incoming
 
 
 def restore(tracker: ProgressTracker, next_idx: int, cs: ConfState) -> None:
-    """Make `tracker` hold exactly the configuration `cs` (raises ConfChangeError)."""
-    outgoing, incoming = _to_conf_change_single(cs)
+    """Make `tracker` (which must hold the empty config) hold exactly `cs`; new peers start
+    at `next_idx`. Raises ConfChangeError if `cs` is not a valid configuration; the tracker
+    may then hold part of it."""
+    outgoing, incoming = to_conf_change_single(cs)
     if not outgoing:
         for cc in incoming:
             cfg, changes = Changer(tracker).simple([cc])

@@ -1,4 +1,5 @@
-"""Quorum arithmetic: majority and joint configurations, commit indexes and vote results."""
+"""Quorum arithmetic (raft-rs `quorum`): majority and joint configurations, the index a quorum
+acknowledged (commit) and the outcome of a vote."""
 
 from .joint import JointConfig
 from .majority import AckedIndexer, Index, MajorityConfig, VoteResult

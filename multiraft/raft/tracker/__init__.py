@@ -1,8 +1,15 @@
-"""Replication progress of every peer, and the configuration (raft-rs `tracker`)."""
+"""Replication progress of every peer, and the active configuration (raft-rs `tracker`)."""
 
 from .inflights import Inflights
 from .progress import Progress
 from .state import ProgressState
 from .tracker import Configuration, ProgressMap, ProgressTracker
 
-__all__ = ["Configuration", "Inflights", "Progress", "ProgressMap", "ProgressState", "ProgressTracker"]
+__all__ = [
+    "Configuration",
+    "Inflights",
+    "Progress",
+    "ProgressMap",
+    "ProgressState",
+    "ProgressTracker",
+]

@@ -1,4 +1,9 @@
-"""A follower's replication progress as seen by the leader (raft-rs `tracker/progress.rs`)."""
+"""A follower's replication progress as the leader sees it (raft-rs `tracker/progress.rs`).
+
+Raft paper §5.3: the leader keeps, per follower, the highest index known replicated there
+(`matched`) and the next index to send (`next_idx`); a rejection walks `next_idx` back until
+the logs match. `state` (ProgressState) adds flow control on top.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,15 @@ from .state import ProgressState
 
 __all__ = ["Progress"]
 
+_Probe = ProgressState.Probe
+_Replicate = ProgressState.Replicate
+_Snapshot = ProgressState.Snapshot
+
 
 class Progress:
-    """Invariant: matched < next_idx.
-    Invariant: in Snapshot state, pending_snapshot is the index of the snapshot being sent.
+    """Invariant: matched < next_idx (once the leader has sent or probed anything).
+    Invariant: pending_snapshot != 0 only in Snapshot state (the index of the snapshot sent).
+    Invariant: ins is empty unless state is Replicate.
     """
 
     __slots__ = (
@@ -33,38 +43,55 @@ class Progress:
         # The index of the next entry to send.
         self.next_idx = next_idx
         self.state = ProgressState.Probe
-        # In Probe state: an append was sent and the leader waits for its answer.
+        # Probe state only: an append was sent, wait for its answer (or the next heartbeat
+        # response) before sending another.
         self.paused = False
-        # In Snapshot state: the index of the snapshot in flight.
+        # Snapshot state only: the index of the snapshot in flight (0 = failed / none).
         self.pending_snapshot = 0
-        # A snapshot the follower asked for (request_snapshot), INVALID_INDEX if none.
-        self.pending_request_snapshot = 0
-        # Whether the follower was heard from recently (check_quorum); reset each election
-        # timeout by quorum_recently_active.
+        # The index of the snapshot the follower asked for (request_snapshot), or
+        # INVALID_INDEX if it asked for none.
+        self.pending_request_snapshot = INVALID_INDEX
+        # Whether the follower was heard from since the last check_quorum round; reset every
+        # election timeout by ProgressTracker.quorum_recently_active.
         self.recent_active = False
-        # The in-flight appends (Replicate state).
+        # The in-flight appends (Replicate state flow control).
         self.ins = Inflights(ins_size)
-        # The commit group of the peer (group commit), 0 = none.
+        # The peer's commit group (group commit), 0 = none.
         self.commit_group_id = 0
         # The follower's commit index as last reported.
         self.committed_index = 0
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Progress):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in Progress.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
     def __repr__(self) -> str:
-        return (
-            f"Progress(state={self.state.name}, match={self.matched}, next={self.next_idx}"
-            f"{', paused' if self.paused else ''}"
-            f"{f', pending_snap={self.pending_snapshot}' if self.pending_snapshot else ''}"
-            f"{', inactive' if not self.recent_active else ''}, inflight={self.ins.count()})"
-        )
+        extra = ""
+        if self.paused:
+            extra += " paused"
+        if self.pending_snapshot:
+            extra += f" pending_snap={self.pending_snapshot}"
+        if self.pending_request_snapshot:
+            extra += f" request_snap={self.pending_request_snapshot}"
+        if not self.recent_active:
+            extra += " inactive"
+        n = self.ins.count()
+        if n:
+            extra += f" inflight={n}" + ("[full]" if self.ins.full() else "")
+        return f"{self.state.name} match={self.matched} next={self.next_idx}{extra}"
 
     def reset_state(self, state: ProgressState) -> None:
+        """Enter `state` with flow control cleared (paused, pending snapshot, inflights)."""
         self.paused = False
         self.pending_snapshot = 0
         self.state = state
         self.ins.reset()
 
     def reset(self, next_idx: int) -> None:
-        """Back to a fresh Probe at `next_idx` (a new leader's view)."""
+        """A fresh Probe at `next_idx`, as a new leader sees every peer."""
         self.matched = 0
         self.next_idx = next_idx
         self.state = ProgressState.Probe
@@ -75,55 +102,66 @@ class Progress:
         self.ins.reset()
 
     def become_probe(self) -> None:
-        """After a snapshot was sent, probe from after it; otherwise from after matched."""
-        if self.state == ProgressState.Snapshot:
+        """Back to Probe. After a snapshot was delivered, probe from just past it; otherwise
+        from just past what is known to match."""
+        if self.state == _Snapshot:
             pending = self.pending_snapshot
-            self.reset_state(ProgressState.Probe)
+            self.reset_state(_Probe)
             self.next_idx = max(self.matched + 1, pending + 1)
         else:
-            self.reset_state(ProgressState.Probe)
+            self.reset_state(_Probe)
             self.next_idx = self.matched + 1
 
     def become_replicate(self) -> None:
-        self.reset_state(ProgressState.Replicate)
+        """To Replicate: send optimistically from just past matched."""
+        self.reset_state(_Replicate)
         self.next_idx = self.matched + 1
 
     def become_snapshot(self, snapshot_idx: int) -> None:
-        self.reset_state(ProgressState.Snapshot)
+        """To Snapshot: a snapshot at `snapshot_idx` is being sent."""
+        self.reset_state(_Snapshot)
         self.pending_snapshot = snapshot_idx
 
     def snapshot_failure(self) -> None:
-        """The snapshot was not delivered."""
+        """The snapshot was not delivered: the next probe starts from matched + 1."""
         self.pending_snapshot = 0
 
     def is_snapshot_caught_up(self) -> bool:
-        """In Snapshot state, the follower reached the snapshot's index by other means."""
-        return self.state == ProgressState.Snapshot and self.matched >= self.pending_snapshot
+        """In Snapshot state, the follower already reached the snapshot's index."""
+        return self.state == _Snapshot and self.matched >= self.pending_snapshot
 
     def maybe_update(self, n: int) -> bool:
-        """The follower acknowledged up to `n`. Returns False for a stale ack."""
+        """The follower acknowledged entries up to `n`. Returns False for a stale ack (n <=
+        matched); next_idx never goes back."""
         need_update = self.matched < n
         if need_update:
             self.matched = n
-            self.resume()
-        if self.next_idx < n + 1:
+            self.paused = False
+        if self.next_idx <= n:
             self.next_idx = n + 1
         return need_update
 
     def update_committed(self, committed_index: int) -> None:
+        """The follower reported its commit index; it never decreases."""
         if committed_index > self.committed_index:
             self.committed_index = committed_index
 
     def optimistic_update(self, n: int) -> None:
-        """An append ending at `n` was sent in Replicate state."""
+        """An append ending at `n` was sent (Replicate state): the next one starts after it."""
         self.next_idx = n + 1
 
     def maybe_decr_to(self, rejected: int, match_hint: int, request_snapshot: int) -> bool:
-        """The follower rejected an append at `rejected`, hinting it may match at
-        `match_hint`. Returns False for a stale rejection."""
-        if self.state == ProgressState.Replicate:
-            # The rejection must be stale if "rejected" does not match "next - 1" ... in
-            # Replicate state, it is stale if it is below matched.
+        """The follower rejected the append whose previous index was `rejected`, hinting that
+        its log may match up to `match_hint`. Returns False if the rejection is stale.
+
+        `request_snapshot` != INVALID_INDEX means the follower asks for a snapshot at that
+        index (raft-rs `request_snapshot`): it is recorded, next_idx is left alone.
+
+        Invariant kept: next_idx >= matched + 1 (etcd-io/raft#148).
+        """
+        if self.state == _Replicate:
+            # Appends are pipelined: a rejection below matched, or at matched without a
+            # snapshot request, answers an older message.
             if rejected < self.matched or (
                 rejected == self.matched and request_snapshot == INVALID_INDEX
             ):
@@ -133,23 +171,28 @@ class Progress:
             else:
                 self.pending_request_snapshot = request_snapshot
             return True
-        # In Probe state the rejection must be for the probe we sent (next - 1); otherwise
-        # it is stale.
-        if (self.next_idx == 0 or self.next_idx - 1 != rejected) and request_snapshot == INVALID_INDEX:
+
+        # Probe (or Snapshot): only the answer to the probe just sent (at next_idx - 1)
+        # counts, unless it carries a snapshot request.
+        if (self.next_idx == 0 or self.next_idx - 1 != rejected) and (
+            request_snapshot == INVALID_INDEX
+        ):
             return False
         if request_snapshot == INVALID_INDEX:
             self.next_idx = max(min(rejected, match_hint + 1), self.matched + 1)
         elif self.pending_request_snapshot == INVALID_INDEX:
+            # A snapshot may be requested in any state.
             self.pending_request_snapshot = request_snapshot
-        self.resume()
+        self.paused = False
         return True
 
     def is_paused(self) -> bool:
-        """Whether sending appends to this peer should wait."""
+        """Whether appends to this peer must wait: a probe in flight (Probe), a full window
+        (Replicate), or always (Snapshot)."""
         state = self.state
-        if state == ProgressState.Probe:
+        if state == _Probe:
             return self.paused
-        if state == ProgressState.Replicate:
+        if state == _Replicate:
             return self.ins.full()
         return True
 
@@ -160,12 +203,12 @@ class Progress:
         self.paused = True
 
     def update_state(self, last: int) -> None:
-        """An append ending at `last` was sent."""
+        """An append whose last entry is `last` was sent."""
         state = self.state
-        if state == ProgressState.Replicate:
-            self.optimistic_update(last)
+        if state == _Replicate:
+            self.next_idx = last + 1
             self.ins.add(last)
-        elif state == ProgressState.Probe:
-            self.pause()
+        elif state == _Probe:
+            self.paused = True
         else:
             raise AssertionError(f"updating progress state in unhandled state {state.name}")

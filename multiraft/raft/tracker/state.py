@@ -1,4 +1,4 @@
-"""The replication state of a follower as seen by the leader."""
+"""The replication state of a follower as the leader sees it (raft-rs `tracker/state.rs`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,18 @@ __all__ = ["ProgressState"]
 
 
 class ProgressState(enum.IntEnum):
-    # Probe: the leader sends at most one append per heartbeat interval and waits for the
-    # answer, to find where the follower's log matches.
+    """How the leader sends appends to one follower (etcd `tracker/state.go` explains the
+    state machine: Probe -> Replicate on a successful append, Replicate -> Probe on a
+    rejection or an unreachable peer, any -> Snapshot when the needed entries are compacted,
+    Snapshot -> Probe once the snapshot is reported)."""
+
+    # At most one append per heartbeat interval, waiting for its answer, to find where the
+    # follower's log matches the leader's.
     Probe = 0
-    # Replicate: the leader sends appends optimistically, bounded by the Inflights window.
+    # Appends are sent optimistically (next_idx moves ahead of matched), bounded by the
+    # Inflights window.
     Replicate = 1
-    # Snapshot: the follower needs a snapshot; no appends until it is applied.
+    # The follower needs a snapshot; no appends until it is reported applied or failed.
     Snapshot = 2
 
     def __str__(self) -> str:
