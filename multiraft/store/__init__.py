@@ -1,6 +1,7 @@
 """The store: one process hosting many regions (sans-asyncio).
 
-So far: region metadata helpers and the store's error types; the Store and Peer come next
+So far: region metadata helpers, the store's error types, the KV command codec (`cmd`) and
+the KV apply path (`apply`); the Store and Peer come next
 (issue 5).
 """
 

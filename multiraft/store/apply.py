@@ -1,0 +1,118 @@
+"""Applying committed KV commands: every region's commands of a round go into one engine
+WriteBatch (with the apply states, written by the caller in the same batch).
+
+Semantics of one command (atomic): its ops run in order against the data as left by earlier
+commands of the round; if a compare-and-swap does not match, the command writes nothing and
+its result is a `CasFailed` naming the op and the current value. A command whose request id
+was already applied in the region returns the recorded result and writes nothing again
+(retried writes are applied at most once).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from multiraft.engine import CF_KV, WriteBatch
+from multiraft.engine.engine import ReadView
+
+from .cmd import OP_CAS, OP_DELETE, OP_PUT, Command
+
+__all__ = ["CasFailed", "Applied", "KvApplier", "DedupeTable"]
+
+
+@dataclass(slots=True, frozen=True)
+class CasFailed:
+    """The op at `op_index` expected another value; `current` is what the key holds."""
+
+    op_index: int
+    current: bytes | None
+
+
+@dataclass(slots=True, frozen=True)
+class Applied:
+    """The command was applied; `previous` holds, per op, the value the key had before."""
+
+    previous: tuple[bytes | None, ...]
+
+
+Result = Applied | CasFailed
+
+
+class DedupeTable:
+    """The results of the most recent request ids applied in one region (bounded, FIFO)."""
+
+    __slots__ = ("_results", "capacity")
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._results: OrderedDict[bytes, Result] = OrderedDict()
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def get(self, request_id: bytes) -> Result | None:
+        return self._results.get(request_id)
+
+    def record(self, request_id: bytes, result: Result) -> None:
+        self._results[request_id] = result
+        while len(self._results) > self.capacity:
+            self._results.popitem(last=False)
+
+
+class KvApplier:
+    """Applies the commands of one round over a read view of the engine into `batch`.
+
+    Invariant: `_overlay` holds the value (None = deleted) of every key written in this round,
+    so reads see earlier commands of the same round before they are committed.
+    """
+
+    __slots__ = ("_view", "batch", "_overlay", "applied_ops")
+
+    def __init__(self, view: ReadView, batch: WriteBatch) -> None:
+        self._view = view
+        self.batch = batch
+        self._overlay: dict[bytes, bytes | None] = {}
+        # Ops written in this round (for metrics).
+        self.applied_ops = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._overlay:
+            return self._overlay[key]
+        return self._view.get(CF_KV, key)
+
+    def apply(self, cmd: Command, dedupe: DedupeTable | None = None) -> Result:
+        """Apply one command atomically (see the module docstring)."""
+        if dedupe is not None and cmd.request_id:
+            seen = dedupe.get(cmd.request_id)
+            if seen is not None:
+                return seen
+        local: dict[bytes, bytes | None] = {}
+
+        def current(key: bytes) -> bytes | None:
+            return local[key] if key in local else self.get(key)
+
+        previous: list[bytes | None] = []
+        for i, op in enumerate(cmd.ops):
+            cur = current(op.key)
+            if op.kind == OP_CAS and cur != op.expected:
+                result: Result = CasFailed(i, cur)
+                break
+            previous.append(cur)
+            if op.kind == OP_PUT or (op.kind == OP_CAS and op.value is not None):
+                local[op.key] = op.value
+            else:
+                assert op.kind in (OP_DELETE, OP_CAS)
+                local[op.key] = None
+        else:
+            for key, value in local.items():
+                if value is None:
+                    self.batch.delete(CF_KV, key)
+                else:
+                    self.batch.put(CF_KV, key, value)
+                self._overlay[key] = value
+            self.applied_ops += len(cmd.ops)
+            result = Applied(tuple(previous))
+        if dedupe is not None and cmd.request_id:
+            dedupe.record(cmd.request_id, result)
+        return result

@@ -1,0 +1,78 @@
+"""Applying KV commands: atomic batches, compare-and-swap, same-round visibility, dedupe."""
+
+from __future__ import annotations
+
+from multiraft.engine import CF_KV, MemoryEngine, WriteBatch
+from multiraft.store.apply import Applied, CasFailed, DedupeTable, KvApplier
+from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
+
+
+def _cmd(*ops: Op, rid: bytes = b"") -> Command:
+    return Command(1, 1, 1, list(ops), rid)
+
+
+def _engine_with(**kv: bytes) -> MemoryEngine:
+    e = MemoryEngine()
+    wb = WriteBatch()
+    for k, v in kv.items():
+        wb.put(CF_KV, k.encode(), v)
+    if kv:
+        e.write(wb)
+    return e
+
+
+def test_put_delete_and_round_visibility() -> None:
+    e = _engine_with(a=b"1")
+    wb = WriteBatch()
+    ap = KvApplier(e, wb)
+    assert ap.apply(_cmd(Op(OP_PUT, b"b", value=b"2"))) == Applied((None,))
+    # A later command of the same round sees the earlier one, before the batch commits.
+    assert ap.apply(_cmd(Op(OP_DELETE, b"a"), Op(OP_PUT, b"c", value=b"3"))) == Applied((b"1", None))
+    assert ap.get(b"a") is None and ap.get(b"b") == b"2"
+    assert e.get(CF_KV, b"b") is None  # nothing on disk yet
+    e.write(wb)
+    assert (e.get(CF_KV, b"a"), e.get(CF_KV, b"b"), e.get(CF_KV, b"c")) == (None, b"2", b"3")
+
+
+def test_cas_success_and_failure_is_atomic() -> None:
+    e = _engine_with(k=b"old")
+    wb = WriteBatch()
+    ap = KvApplier(e, wb)
+    # Failing CAS: the put before it in the same command is not applied either.
+    res = ap.apply(_cmd(Op(OP_PUT, b"x", value=b"1"), Op(OP_CAS, b"k", value=b"new", expected=b"nope")))
+    assert res == CasFailed(1, b"old")
+    assert ap.get(b"x") is None
+    assert ap.apply(_cmd(Op(OP_CAS, b"k", value=b"new", expected=b"old"))) == Applied((b"old",))
+    # CAS expecting absence, and CAS to delete.
+    assert ap.apply(_cmd(Op(OP_CAS, b"n", value=b"v", expected=None))) == Applied((None,))
+    assert ap.apply(_cmd(Op(OP_CAS, b"n", value=None, expected=b"v"))) == Applied((b"v",))
+    e.write(wb)
+    assert (e.get(CF_KV, b"k"), e.get(CF_KV, b"n"), e.get(CF_KV, b"x")) == (b"new", None, None)
+
+
+def test_ops_within_a_command_see_each_other() -> None:
+    e = _engine_with()
+    ap = KvApplier(e, WriteBatch())
+    res = ap.apply(_cmd(Op(OP_PUT, b"k", value=b"1"), Op(OP_CAS, b"k", value=b"2", expected=b"1")))
+    assert res == Applied((None, b"1"))
+    assert ap.get(b"k") == b"2"
+
+
+def test_retried_request_applies_once() -> None:
+    e = _engine_with(n=b"0")
+    wb = WriteBatch()
+    ap = KvApplier(e, wb)
+    d = DedupeTable()
+    inc = _cmd(Op(OP_CAS, b"n", value=b"1", expected=b"0"), rid=b"client-1:7")
+    first = ap.apply(inc, d)
+    again = ap.apply(inc, d)
+    assert first == again == Applied((b"0",))
+    assert ap.get(b"n") == b"1"
+    assert ap.applied_ops == 1
+
+
+def test_dedupe_table_is_bounded() -> None:
+    d = DedupeTable(capacity=2)
+    for i in range(5):
+        d.record(bytes([i]), Applied(()))
+    assert len(d) == 2 and d.get(b"\x00") is None and d.get(b"\x04") is not None
