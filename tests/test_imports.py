@@ -61,7 +61,7 @@ def test_core_imports_no_forbidden_module_at_runtime() -> None:
 
 def _all_modules() -> list[str]:
     mods = []
-    for pkg in ("multiraft", "router"):
+    for pkg in ("multiraft", "router", "metrics"):
         base = importlib.import_module(pkg)
         for info in pkgutil.walk_packages(base.__path__, pkg + "."):
             mods.append(info.name)

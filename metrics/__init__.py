@@ -1,0 +1,5 @@
+"""Prometheus metrics of the store process (prometheus-client), flushed once per round."""
+
+from .registry import StoreMetrics, exposition
+
+__all__ = ["StoreMetrics", "exposition"]

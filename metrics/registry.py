@@ -1,0 +1,96 @@
+"""The Prometheus metrics of a store process: one registry, names prefixed `multiraft_`, units
+in the names (`_seconds`, `_bytes`, `_total`).
+
+Hot paths never touch prometheus objects (a `Counter.inc()` costs ~0.8 µs): the store, the
+router and batching count in plain ints and the server flushes deltas here once per round
+(`MetricsSink.add_*`), which keeps per-message cost at an integer increment.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["StoreMetrics", "exposition"]
+
+# Latency buckets from 100 µs to ~30 s.
+_LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0, 30.0,
+)
+_COUNT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+
+
+class StoreMetrics:
+    """Every metric of one store process, registered on `registry`."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = self.registry = registry if registry is not None else CollectorRegistry()
+        # Regions.
+        self.regions = Gauge("multiraft_regions", "Region replicas hosted by this store.", registry=r)
+        self.leaders = Gauge("multiraft_leaders", "Regions whose leader is on this store.", registry=r)
+        self.hibernated_regions = Gauge(
+            "multiraft_hibernated_regions", "Region replicas that stopped ticking.", registry=r
+        )
+        self.leader_changes = Counter(
+            "multiraft_leader_changes_total", "Leaders elected on this store.", registry=r
+        )
+        self.ticks = Counter("multiraft_ticks_total", "Region ticks processed.", registry=r)
+        # Proposals and reads.
+        self.proposals = Counter("multiraft_proposals_total", "Commands proposed.", registry=r)
+        self.proposals_dropped = Counter(
+            "multiraft_proposals_dropped_total", "Proposals refused or lost, by reason.", ["reason"], registry=r
+        )
+        self.read_index = Counter(
+            "multiraft_read_index_total", "Linearizable reads served through ReadIndex.", registry=r
+        )
+        self.propose_to_apply = Histogram(
+            "multiraft_propose_to_apply_seconds", "From propose to applied.", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.apply_duration = Histogram(
+            "multiraft_apply_duration_seconds", "Applying one round of committed entries.",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        # Raft messages.
+        self.raft_messages_sent = Counter(
+            "multiraft_raft_messages_sent_total", "Raft messages sent, by type.", ["type"], registry=r
+        )
+        self.raft_messages_received = Counter(
+            "multiraft_raft_messages_received_total", "Raft messages received, by type.", ["type"], registry=r
+        )
+        self.unreachable = Counter(
+            "multiraft_unreachable_reports_total", "report_unreachable calls.", registry=r
+        )
+        # Router.
+        self.frames_sent = Counter(
+            "multiraft_frames_sent_total", "Frames sent, by destination store.", ["store"], registry=r
+        )
+        self.messages_per_frame = Histogram(
+            "multiraft_messages_per_frame", "Raft messages per frame.", buckets=_COUNT_BUCKETS, registry=r
+        )
+        self.lane_drops = Counter(
+            "multiraft_router_lane_drops_total", "Messages dropped because a lane was full.", registry=r
+        )
+        self.bad_frames = Counter(
+            "multiraft_bad_frames_total", "Malformed frames received, by reason.", ["reason"], registry=r
+        )
+        # Batching.
+        self.batch_rounds = Counter("multiraft_batch_rounds_total", "Write rounds committed.", registry=r)
+        self.regions_per_round = Histogram(
+            "multiraft_batch_regions_per_round", "Regions written per round.", buckets=_COUNT_BUCKETS, registry=r
+        )
+        self.fsync_duration = Histogram(
+            "multiraft_fsync_duration_seconds", "Durable commit of one round.", buckets=_LATENCY_BUCKETS, registry=r
+        )
+        self.bytes_written = Counter(
+            "multiraft_bytes_written_total", "Bytes written to the engine.", registry=r
+        )
+        # Snapshots.
+        self.snapshots = Counter(
+            "multiraft_snapshots_total", "Snapshots, by direction and outcome.", ["direction", "outcome"], registry=r
+        )
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The Prometheus text format of `registry` (served at /metrics)."""
+    data: bytes = generate_latest(registry)
+    return data
