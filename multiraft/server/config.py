@@ -1,0 +1,173 @@
+"""The server's configuration: defaults, a TOML file (`--config`), command-line flags (flags
+win), and validation with one clear message per problem.
+
+Keys use the flag names with underscores (`store_id`, `data_dir`, `client_addr`, ...); raft and
+store tunables live in the same flat namespace. An unknown key, a bad address, a store id
+missing from `initial_cluster` or a data dir of another cluster/store is a `ConfigError`, which
+the CLI prints as one line before exiting with status 2.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ConfigError", "ServerConfig", "parse_addr", "parse_initial_cluster", "load_config"]
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message is meant for an operator, on one line."""
+
+
+@dataclass
+class ServerConfig:
+    store_id: int = 1
+    data_dir: str = "./multiraft-data"
+    client_addr: str = "127.0.0.1:20160"
+    peer_addr: str = "127.0.0.1:20161"
+    admin_addr: str = "127.0.0.1:20180"
+    # "1=127.0.0.1:20161,2=127.0.0.1:20171"; empty: this store alone.
+    initial_cluster: str = ""
+    initial_regions: int = 1
+    cluster_id: int = 1
+    admin_token: str = ""
+    log_format: str = "human"
+    log_level: str = "info"
+    # Raft and store tunables (DESIGN.md defaults).
+    base_tick_ms: int = 100
+    heartbeat_ticks: int = 2
+    election_ticks: int = 10
+    check_quorum: bool = True
+    pre_vote: bool = True
+    lease_reads: bool = False
+    max_frame_bytes: int = 64 << 20
+    raft_log_gc_keep: int = 1000
+    region_split_size: int = 96 << 20
+    fsync: bool = True
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    _peers: dict[int, tuple[str, int]] = field(default_factory=dict, repr=False)
+
+    def peers(self) -> dict[int, tuple[str, int]]:
+        """Store id -> peer address of the initial cluster (validated)."""
+        return dict(self._peers)
+
+    def validate(self) -> ServerConfig:
+        if not 0 < self.store_id < 1 << 24:
+            raise ConfigError(f"store_id must be in [1, {1 << 24}), got {self.store_id}")
+        if self.cluster_id <= 0:
+            raise ConfigError(f"cluster_id must be positive, got {self.cluster_id}")
+        for name in ("client_addr", "peer_addr", "admin_addr"):
+            parse_addr(getattr(self, name), name)
+        if not self.data_dir:
+            raise ConfigError("data_dir must not be empty")
+        if not 1 <= self.initial_regions <= 65536:
+            raise ConfigError(f"initial_regions must be in [1, 65536], got {self.initial_regions}")
+        if self.log_format not in ("human", "json"):
+            raise ConfigError(f"log_format must be 'human' or 'json', got {self.log_format!r}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
+        if self.base_tick_ms <= 0 or self.heartbeat_ticks <= 0:
+            raise ConfigError("base_tick_ms and heartbeat_ticks must be positive")
+        if self.election_ticks <= self.heartbeat_ticks:
+            raise ConfigError(
+                f"election_ticks ({self.election_ticks}) must be greater than heartbeat_ticks "
+                f"({self.heartbeat_ticks})"
+            )
+        if self.lease_reads and not self.check_quorum:
+            raise ConfigError("lease_reads requires check_quorum")
+        if self.max_frame_bytes < 1 << 16:
+            raise ConfigError("max_frame_bytes must be at least 65536")
+        if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_ca and not self.tls_cert):
+            raise ConfigError("TLS needs tls_cert, tls_key and tls_ca together")
+        if self.initial_cluster:
+            self._peers = parse_initial_cluster(self.initial_cluster)
+            if self.store_id not in self._peers:
+                raise ConfigError(
+                    f"store_id {self.store_id} is not in initial_cluster ({self.initial_cluster})"
+                )
+        else:
+            self._peers = {self.store_id: parse_addr(self.peer_addr, "peer_addr")}
+        return self
+
+
+_FIELDS = {f.name: f for f in fields(ServerConfig) if not f.name.startswith("_")}
+
+
+def parse_addr(addr: str, what: str = "address") -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:port`) -> (host, port)."""
+    host, sep, port_s = addr.rpartition(":")
+    if not sep or not host or not port_s.isdigit():
+        raise ConfigError(f"{what}: expected host:port, got {addr!r}")
+    port = int(port_s)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{what}: port out of range in {addr!r}")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ConfigError(f"{what}: bad IPv6 address in {addr!r}")
+        host = host[1:-1]
+    return host, port
+
+
+def parse_initial_cluster(spec: str) -> dict[int, tuple[str, int]]:
+    """`1=host:port,2=host:port` -> {1: (host, port), ...}."""
+    out: dict[int, tuple[str, int]] = {}
+    for part in spec.split(","):
+        part = part.strip()
+        sid, sep, addr = part.partition("=")
+        if not sep or not sid.strip().isdigit():
+            raise ConfigError(f"initial_cluster: expected id=host:port, got {part!r}")
+        store = int(sid)
+        if store in out:
+            raise ConfigError(f"initial_cluster: store {store} listed twice")
+        out[store] = parse_addr(addr.strip(), f"initial_cluster store {store}")
+    return out
+
+
+def _coerce(name: str, value: Any) -> Any:
+    typ = _FIELDS[name].type
+    want = {"int": int, "str": str, "bool": bool}[typ if isinstance(typ, str) else typ.__name__]
+    if want is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{name}: expected true or false, got {value!r}")
+    if want is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: expected a string, got {value!r}")
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> ServerConfig:
+    """Defaults <- TOML file <- overrides (flags given on the command line); validated."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                doc = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path}: {e}") from None
+        for key, value in doc.items():
+            name = key.replace("-", "_")
+            if name not in _FIELDS:
+                raise ConfigError(f"config file {path}: unknown key {key!r}")
+            values[name] = _coerce(name, value)
+    for key, value in (overrides or {}).items():
+        name = key.replace("-", "_")
+        if name not in _FIELDS:
+            raise ConfigError(f"unknown option {key!r}")
+        if value is not None:
+            values[name] = _coerce(name, value)
+    return ServerConfig(**values).validate()

@@ -1,0 +1,71 @@
+"""Server configuration: defaults, TOML, flags win, and one clear error per problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from multiraft.server.config import ConfigError, load_config, parse_addr, parse_initial_cluster
+
+
+def test_defaults_are_a_working_single_store() -> None:
+    c = load_config()
+    assert (c.store_id, c.client_addr, c.peer_addr, c.admin_addr) == (
+        1, "127.0.0.1:20160", "127.0.0.1:20161", "127.0.0.1:20180",
+    )
+    assert c.peers() == {1: ("127.0.0.1", 20161)}
+    assert c.check_quorum and c.pre_vote and not c.lease_reads
+
+
+def test_toml_then_flags(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('store-id = 2\ninitial_cluster = "1=127.0.0.1:1,2=127.0.0.1:2"\nfsync = false\n')
+    c = load_config(p)
+    assert c.store_id == 2 and not c.fsync and c.peers()[2] == ("127.0.0.1", 2)
+    c = load_config(p, {"store_id": "1", "fsync": None})
+    assert c.store_id == 1 and not c.fsync  # None = flag not given
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"store_id": 0}, "store_id must be"),
+        ({"client_addr": "nohost"}, "client_addr: expected host:port"),
+        ({"peer_addr": "1.2.3.4:99999"}, "port out of range"),
+        ({"initial_cluster": "1=127.0.0.1:1", "store_id": 2}, "store_id 2 is not in initial_cluster"),
+        ({"initial_cluster": "1=127.0.0.1:1,1=127.0.0.1:2"}, "listed twice"),
+        ({"initial_cluster": "x=127.0.0.1:1"}, "expected id=host:port"),
+        ({"election_ticks": 2, "heartbeat_ticks": 2}, "must be greater than heartbeat_ticks"),
+        ({"lease_reads": True, "check_quorum": False}, "lease_reads requires check_quorum"),
+        ({"store_id": "abc"}, "expected an integer"),
+        ({"fsync": "maybe"}, "expected true or false"),
+        ({"no_such_option": 1}, "unknown option"),
+        ({"log_format": "xml"}, "log_format must be"),
+        ({"initial_regions": 0}, "initial_regions must be"),
+        ({"tls_cert": "a.pem"}, "TLS needs"),
+    ],
+)
+def test_invalid_configs(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("store_id = [")
+    with pytest.raises(ConfigError):
+        load_config(bad)
+    unknown = tmp_path / "u.toml"
+    unknown.write_text("colour = 'blue'\n")
+    with pytest.raises(ConfigError, match="unknown key 'colour'"):
+        load_config(unknown)
+
+
+def test_address_parsing() -> None:
+    assert parse_addr("[::1]:80") == ("::1", 80)
+    assert parse_initial_cluster("1=a:1, 2=b:2") == {1: ("a", 1), 2: ("b", 2)}
