@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from multiraft.engine import CF_KV, WriteBatch
+import msgpack
+
+from multiraft.engine import CF_APPLY_STATE, CF_KV, WriteBatch
 from multiraft.engine.engine import ReadView
 
 from .cmd import OP_CAS, OP_DELETE, OP_PUT, Command
@@ -40,24 +42,52 @@ Result = Applied | CasFailed
 
 
 class DedupeTable:
-    """The results of the most recent request ids applied in one region (bounded, FIFO)."""
+    """The results of request ids applied in one region, so a retried write applies once.
 
-    __slots__ = ("_results", "capacity")
+    Records are persisted in the apply_state column family (key: region id, 0x02, request id)
+    in the same write batch as the apply they describe, so they survive restarts exactly as
+    far as the applied data does; recent ones are also cached in memory.
+    Not yet garbage-collected: a record costs ~40 bytes per write (see the issue 5 notes).
+    """
 
-    def __init__(self, capacity: int = 4096) -> None:
-        self._results: OrderedDict[bytes, Result] = OrderedDict()
+    __slots__ = ("_cache", "capacity", "_view", "_prefix")
+
+    def __init__(self, view: ReadView | None = None, region_id: int = 0, capacity: int = 4096) -> None:
+        self._cache: OrderedDict[bytes, Result] = OrderedDict()
         self.capacity = capacity
+        self._view = view
+        self._prefix = region_id.to_bytes(8, "big") + b"\x02"
 
     def __len__(self) -> int:
-        return len(self._results)
+        return len(self._cache)
 
     def get(self, request_id: bytes) -> Result | None:
-        return self._results.get(request_id)
+        res = self._cache.get(request_id)
+        if res is None and self._view is not None:
+            raw = self._view.get(CF_APPLY_STATE, self._prefix + request_id)
+            if raw is not None:
+                res = _decode_result(raw)
+        return res
 
-    def record(self, request_id: bytes, result: Result) -> None:
-        self._results[request_id] = result
-        while len(self._results) > self.capacity:
-            self._results.popitem(last=False)
+    def record(self, request_id: bytes, result: Result, batch: WriteBatch | None = None) -> None:
+        self._cache[request_id] = result
+        while len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        if batch is not None and self._view is not None:
+            batch.put(CF_APPLY_STATE, self._prefix + request_id, _encode_result(result))
+
+
+def _encode_result(r: Result) -> bytes:
+    obj = [0, list(r.previous)] if isinstance(r, Applied) else [1, r.op_index, r.current]
+    data: bytes = msgpack.packb(obj, use_bin_type=True)
+    return data
+
+
+def _decode_result(raw: bytes) -> Result:
+    obj = msgpack.unpackb(raw, raw=False)
+    if obj[0] == 0:
+        return Applied(tuple(obj[1]))
+    return CasFailed(obj[1], obj[2])
 
 
 class KvApplier:
@@ -114,5 +144,5 @@ class KvApplier:
             self.applied_ops += len(cmd.ops)
             result = Applied(tuple(previous))
         if dedupe is not None and cmd.request_id:
-            dedupe.record(cmd.request_id, result)
+            dedupe.record(cmd.request_id, result, self.batch)
         return result

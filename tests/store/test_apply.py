@@ -76,3 +76,26 @@ def test_dedupe_table_is_bounded() -> None:
     for i in range(5):
         d.record(bytes([i]), Applied(()))
     assert len(d) == 2 and d.get(b"\x00") is None and d.get(b"\x04") is not None
+
+
+def test_dedupe_records_survive_a_restart() -> None:
+    """Records are written with the apply batch, so a fresh table (after a restart) still
+    refuses to apply a retried request again."""
+    e = _engine_with(n=b"0")
+    wb = WriteBatch()
+    ap = KvApplier(e, wb)
+    cas = _cmd(Op(OP_CAS, b"n", value=b"1", expected=b"0"), rid=b"client-9:1")
+    first = ap.apply(cas, DedupeTable(e, region_id=5))
+    e.write(wb)
+    fresh = DedupeTable(e, region_id=5)
+    wb2 = WriteBatch()
+    again = KvApplier(e, wb2).apply(cas, fresh)
+    assert first == again == Applied((b"0",))
+    assert len(wb2) == 0  # nothing written twice
+    # Another region's table does not see it.
+    assert DedupeTable(e, region_id=6).get(b"client-9:1") is None
+    failed = _cmd(Op(OP_CAS, b"n", value=b"2", expected=b"zzz"), rid=b"client-9:2")
+    wb3 = WriteBatch()
+    res = KvApplier(e, wb3).apply(failed, fresh)
+    e.write(wb3)
+    assert DedupeTable(e, region_id=5).get(b"client-9:2") == res == CasFailed(0, b"1")

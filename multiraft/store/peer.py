@@ -1,0 +1,207 @@
+"""One replica of one region on this store: a RawNode over a RegionStorage, the region's
+metadata, and the client work waiting on it (proposals until applied, reads until their read
+index is applied). Sans-I/O: the Store drives it in rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from multiraft.engine import RegionStorage
+from multiraft.engine.engine import ReadView
+from multiraft.proto.serverpb_pb2 import Peer as PeerMeta
+from multiraft.proto.serverpb_pb2 import Region
+from multiraft.raft import Entry, Message, MessageType, ProposalDropped, RawNode, StateRole
+
+from .apply import DedupeTable
+from .errors import NotLeader, StaleCommand, StoreError
+
+__all__ = ["Peer", "Callback"]
+
+# A client callback: called once with (result, None) or (None, error).
+Callback = Callable[[Any, StoreError | None], None]
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Proposal:
+    term: int
+    callback: Callback
+
+
+class Peer:
+    """Invariant: every key of `proposals` is an index of this leader's log in `term`.
+    Invariant: `applied_index <= node.raft.raft_log.committed`."""
+
+    __slots__ = (
+        "store_id",
+        "region",
+        "meta",
+        "node",
+        "storage",
+        "proposals",
+        "_to_propose",
+        "_to_read",
+        "_reads_waiting_index",
+        "_reads_waiting_apply",
+        "_next_read_ctx",
+        "dedupe",
+        "applied_index",
+        "applied_term",
+        "was_leader",
+    )
+
+    def __init__(
+        self,
+        store_id: int,
+        region: Region,
+        node: RawNode[RegionStorage],
+        storage: RegionStorage,
+        applied_index: int,
+        applied_term: int,
+        storage_engine: ReadView | None = None,
+    ) -> None:
+        self.store_id = store_id
+        # The region as this replica knows it (range, epoch, peers).
+        self.region = region
+        meta = next((p for p in region.peers if p.store_id == store_id), None)
+        assert meta is not None, f"store {store_id} holds no peer of region {region.id}"
+        # This replica's own peer record.
+        self.meta: PeerMeta = meta
+        self.node = node
+        self.storage = storage
+        # Proposals appended to the log, by index, until applied (or lost).
+        self.proposals: dict[int, _Proposal] = {}
+        # Commands submitted this round, proposed together at the round's end.
+        self._to_propose: list[tuple[bytes, Callback]] = []
+        # Reads submitted this round: one read_index request for all of them.
+        self._to_read: list[Callable[[StoreError | None], None]] = []
+        # Reads whose read_index request is in flight, by context.
+        self._reads_waiting_index: dict[bytes, list[Callable[[StoreError | None], None]]] = {}
+        # Reads with a read index, waiting for it to be applied: (index, reads).
+        self._reads_waiting_apply: list[tuple[int, list[Callable[[StoreError | None], None]]]] = []
+        self._next_read_ctx = 1
+        # Results of recently applied request ids (retried writes apply once).
+        self.dedupe = DedupeTable(storage_engine, region.id)
+        self.applied_index = applied_index
+        self.applied_term = applied_term
+        self.was_leader = False
+
+    @property
+    def region_id(self) -> int:
+        return self.region.id
+
+    def is_leader(self) -> bool:
+        return self.node.raft.state == StateRole.Leader
+
+    def leader_meta(self) -> PeerMeta | None:
+        lid = self.node.raft.leader_id
+        return next((p for p in self.region.peers if p.id == lid), None) if lid else None
+
+    def not_leader(self) -> NotLeader:
+        return NotLeader(self.region.id, self.leader_meta())
+
+    # -- client work ------------------------------------------------------------------------
+
+    def submit_command(self, data: bytes, callback: Callback) -> None:
+        if not self.is_leader():
+            raise self.not_leader()
+        self._to_propose.append((data, callback))
+
+    def submit_read(self, callback: Callable[[StoreError | None], None]) -> None:
+        """`callback(None)` once the read may be served from the applied state (linearizable:
+        ReadIndex, Raft thesis §6.4), or `callback(error)`."""
+        if not self.is_leader():
+            raise self.not_leader()
+        self._to_read.append(callback)
+
+    def has_client_work(self) -> bool:
+        return bool(self._to_propose or self._to_read)
+
+    def flush_client_work(self) -> None:
+        """Propose this round's commands as one MsgPropose, and ask one read index for this
+        round's reads."""
+        if self._to_propose:
+            batch, self._to_propose = self._to_propose, []
+            m = Message(msg_type=MessageType.MsgPropose, from_=self.meta.id)
+            for data, _ in batch:
+                m.entries.add(data=data)
+            raft = self.node.raft
+            try:
+                raft.step(m)
+            except ProposalDropped as e:
+                for _, cb in batch:
+                    cb(None, StaleCommand(f"region {self.region.id}: {e}"))
+            else:
+                last = raft.raft_log.last_index()
+                first = last - len(batch) + 1
+                for i, (_, cb) in enumerate(batch):
+                    self.proposals[first + i] = _Proposal(raft.term, cb)
+        # Reads wait until the leader committed an entry of its term: before that its commit
+        # index may be stale and raft drops the request (etcd-io/etcd#7331).
+        if self._to_read and self.is_leader() and self.node.raft.commit_to_current_term():
+            reads, self._to_read = self._to_read, []
+            ctx = self._next_read_ctx.to_bytes(8, "big")
+            self._next_read_ctx += 1
+            self._reads_waiting_index[ctx] = reads
+            self.node.read_index(ctx)
+
+    def on_read_states(self, read_states: list[Any]) -> None:
+        for rs in read_states:
+            reads = self._reads_waiting_index.pop(rs.request_ctx, None)
+            if reads is not None:
+                self._reads_waiting_apply.append((rs.index, reads))
+        self.serve_ready_reads()
+
+    def serve_ready_reads(self) -> None:
+        if not self._reads_waiting_apply:
+            return
+        keep = []
+        for index, reads in self._reads_waiting_apply:
+            if index <= self.applied_index:
+                for cb in reads:
+                    cb(None)
+            else:
+                keep.append((index, reads))
+        self._reads_waiting_apply = keep
+
+    def on_role_change(self) -> None:
+        """Leadership was lost: every waiting proposal and read fails with a retryable error.
+        A proposal may still commit later; a retry carries the same request id and the apply
+        path deduplicates it."""
+        is_leader = self.is_leader()
+        if self.was_leader and not is_leader:
+            self.fail_all(StaleCommand(f"region {self.region.id}: leadership changed"))
+        self.was_leader = is_leader
+
+    def fail_all(self, err: StoreError) -> None:
+        """Fail every waiting proposal and read with `err` (leadership lost, store stopping):
+        nothing waits forever."""
+        props, self.proposals = self.proposals, {}
+        for p in props.values():
+            p.callback(None, err)
+        queued, self._to_propose = self._to_propose, []
+        for _, proposal_cb in queued:
+            proposal_cb(None, err)
+        reads: list[Callable[[StoreError | None], None]] = list(self._to_read)
+        for rs in self._reads_waiting_index.values():
+            reads.extend(rs)
+        for _, rs in self._reads_waiting_apply:
+            reads.extend(rs)
+        self._to_read, self._reads_waiting_index, self._reads_waiting_apply = [], {}, []
+        for read_cb in reads:
+            read_cb(err)
+
+    def complete_proposal(self, entry: Entry, result: Any, error: StoreError | None) -> None:
+        p = self.proposals.pop(entry.index, None)
+        if p is None:
+            return
+        if p.term != entry.term:
+            # Our entry at this index was overwritten by another leader's.
+            p.callback(None, StaleCommand(f"region {self.region.id}: proposal overwritten"))
+        else:
+            p.callback(result, error)

@@ -1,0 +1,311 @@
+"""`SimCluster`: N stores in one process on virtual time, over a simulated network, with an
+in-memory engine per store and crash/restart (a crashed store loses every write that was not
+synced). Everything comes from one seed; the same Store code runs here and in the server.
+
+    c = SimCluster(stores=3, seed=7, initial_regions=1)    # bootstraps and elects
+    c.put(b"k", b"v"); c.get(b"k"); c.delete(b"k"); c.cas(b"k", b"old", b"new")
+    op = c.submit_put(b"k", b"v"); c.run_until(lambda: op.done, timeout=30)
+    c.crash(2); c.restart(2); c.partition([1], [2, 3]); c.heal(); c.stats()
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from multiraft.engine import MemoryEngine
+from multiraft.store.apply import Applied, CasFailed
+from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
+from multiraft.store.errors import NotLeader, StoreError, Timeout
+from multiraft.store.region import key_in_region
+from multiraft.store.store import Store, StoreConfig
+
+from .simnet import LinkFaults, SimLoop, SimNetwork
+
+__all__ = ["SimCluster", "SimOp", "OpFailed"]
+
+CLUSTER_ID = 1
+
+
+class OpFailed(Exception):
+    """A blocking SimCluster call (`put`, `get`, ...) ended with an error."""
+
+
+@dataclass
+class SimOp:
+    """One client operation and what became of it (times are virtual seconds)."""
+
+    kind: str
+    key: bytes
+    value: bytes | None = None
+    expected: bytes | None = None
+    request_id: bytes = b""
+    invoked_at: float = 0.0
+    completed_at: float | None = None
+    done: bool = False
+    result: Any = None
+    error: StoreError | None = None
+    attempts: int = 0
+    deadline: float = 0.0
+    history: list[str] = field(default_factory=list)
+
+
+class SimCluster:
+    """See the module docstring. `tick` is the base tick in virtual seconds; `round_interval`
+    how often each store runs a round."""
+
+    def __init__(
+        self,
+        stores: int = 3,
+        seed: int = 7,
+        initial_regions: int = 1,
+        *,
+        tick: float = 0.1,
+        round_interval: float = 0.002,
+        faults: LinkFaults | None = None,
+        store_config: StoreConfig | None = None,
+        op_timeout: float = 30.0,
+        elect: bool = True,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.loop = SimLoop()
+        self.net = SimNetwork(self.loop, random.Random(self.rng.getrandbits(64)), self._deliver, faults)
+        self.store_ids = list(range(1, stores + 1))
+        self.tick_interval = tick
+        self.round_interval = round_interval
+        self.store_config = store_config or StoreConfig()
+        self.op_timeout = op_timeout
+        self.engines: dict[int, MemoryEngine] = {sid: MemoryEngine() for sid in self.store_ids}
+        self.stores: dict[int, Store] = {}
+        # Bumped at every crash: periodic events of a dead incarnation stop.
+        self._generation: dict[int, int] = dict.fromkeys(self.store_ids, 0)
+        self._leader_hint: dict[int, int] = {}
+        self._next_request = 0
+        self.ops: list[SimOp] = []
+        for sid in self.store_ids:
+            store = self._new_store(sid)
+            store.bootstrap(CLUSTER_ID, self.store_ids, initial_regions)
+            self._start(sid, store)
+        self.regions = sorted(
+            (p.region for p in self.stores[self.store_ids[0]].peers.values()), key=lambda r: r.start_key
+        )
+        if elect:
+            self.run_until(self.all_regions_have_leaders, timeout=60)
+
+    # -- stores -------------------------------------------------------------------------------
+
+    def _new_store(self, sid: int) -> Store:
+        return Store(
+            sid,
+            self.engines[sid],
+            lambda to, frame, sid=sid: self.net.send(sid, to, frame),
+            self.store_config,
+            random.Random(self.rng.getrandbits(64)),
+        )
+
+    def _start(self, sid: int, store: Store) -> None:
+        self.stores[sid] = store
+        gen = self._generation[sid]
+        # Stores tick at their own phase, like independent timers.
+        self.loop.call_later(self.rng.uniform(0, self.tick_interval), lambda: self._tick(sid, gen))
+        self.loop.call_later(self.rng.uniform(0, self.round_interval), lambda: self._round(sid, gen))
+
+    def _alive(self, sid: int, gen: int) -> Store | None:
+        if self._generation[sid] != gen:
+            return None
+        return self.stores.get(sid)
+
+    def _tick(self, sid: int, gen: int) -> None:
+        store = self._alive(sid, gen)
+        if store is None:
+            return
+        store.tick()
+        self.loop.call_later(self.tick_interval, lambda: self._tick(sid, gen))
+
+    def _round(self, sid: int, gen: int) -> None:
+        store = self._alive(sid, gen)
+        if store is None:
+            return
+        store.round()
+        self.loop.call_later(self.round_interval, lambda: self._round(sid, gen))
+
+    def _deliver(self, to: int, frm: int, frame: bytes) -> None:
+        store = self.stores.get(to)
+        if store is not None:
+            store.on_frame(frm, frame)
+
+    def crash(self, sid: int) -> None:
+        """Kill a store: it loses everything not synced; clients waiting on it get errors."""
+        store = self.stores.pop(sid)
+        self._generation[sid] += 1
+        store.stop(StoreError(f"store {sid} crashed"))
+        self.engines[sid].crash()
+        self.net.set_down(sid, True)
+
+    def restart(self, sid: int) -> None:
+        assert sid not in self.stores, f"store {sid} is running"
+        self.net.set_down(sid, False)
+        store = self._new_store(sid)
+        store.open(CLUSTER_ID)
+        self._start(sid, store)
+
+    def partition(self, *groups: list[int]) -> None:
+        self.net.partition(*groups)
+
+    def heal(self) -> None:
+        self.net.heal()
+
+    # -- time ---------------------------------------------------------------------------------
+
+    @property
+    def now(self) -> float:
+        return self.loop.now
+
+    def run_for(self, seconds: float) -> None:
+        self.loop.run_until(self.loop.now + seconds)
+
+    def run_until(self, pred: Callable[[], bool], timeout: float = 30.0, step: float = 0.01) -> None:
+        deadline = self.loop.now + timeout
+        while not pred():
+            if self.loop.now >= deadline:
+                raise TimeoutError(f"condition not met within {timeout} virtual seconds")
+            self.loop.run_until(min(self.loop.now + step, deadline))
+
+    def all_regions_have_leaders(self) -> bool:
+        led = set()
+        for store in self.stores.values():
+            for rid, peer in store.peers.items():
+                if peer.is_leader():
+                    led.add(rid)
+        return len(led) == len(self.regions)
+
+    # -- clients ------------------------------------------------------------------------------
+
+    def _region_of(self, key: bytes) -> int:
+        for r in self.regions:
+            if key_in_region(key, r):
+                return r.id
+        raise AssertionError("the initial regions cover every key")
+
+    def _new_op(self, kind: str, key: bytes, value: bytes | None = None, expected: bytes | None = None) -> SimOp:
+        self._next_request += 1
+        op = SimOp(kind, key, value, expected, request_id=f"sim:{self._next_request}".encode(),
+                   invoked_at=self.loop.now, deadline=self.loop.now + self.op_timeout)
+        self.ops.append(op)
+        self._attempt(op)
+        return op
+
+    def submit_put(self, key: bytes, value: bytes) -> SimOp:
+        return self._new_op("put", key, value)
+
+    def submit_delete(self, key: bytes) -> SimOp:
+        return self._new_op("delete", key)
+
+    def submit_cas(self, key: bytes, expected: bytes | None, new: bytes | None) -> SimOp:
+        return self._new_op("cas", key, new, expected)
+
+    def submit_get(self, key: bytes) -> SimOp:
+        return self._new_op("get", key)
+
+    def _attempt(self, op: SimOp) -> None:
+        if op.done:
+            return
+        if self.loop.now >= op.deadline:
+            self._finish(op, None, Timeout(f"{op.kind} {op.key!r}: no answer within {self.op_timeout}s"))
+            return
+        op.attempts += 1
+        region_id = self._region_of(op.key)
+        live = [s for s in self.store_ids if s in self.stores]
+        hint = self._leader_hint.get(region_id)
+        sid = hint if hint in self.stores else (live[op.attempts % len(live)] if live else None)
+        if sid is None:
+            self._retry(op, 0.1)
+            return
+        store = self.stores[sid]
+
+        def on_done(result: Any, err: StoreError | None) -> None:
+            if err is None:
+                self._leader_hint[region_id] = sid
+                self._finish(op, result, None)
+            else:
+                op.history.append(f"{self.loop.now:.3f} store {sid}: {err.code}")
+                self._retry(op, 0.02)
+
+        try:
+            if op.kind == "get":
+                store.get(region_id, op.key, on_done)
+            else:
+                if op.kind == "put":
+                    o = Op(OP_PUT, op.key, value=op.value)
+                elif op.kind == "delete":
+                    o = Op(OP_DELETE, op.key)
+                else:
+                    o = Op(OP_CAS, op.key, value=op.value, expected=op.expected)
+                store.propose(Command(region_id, 0, 0, [o], op.request_id), on_done)
+        except NotLeader as e:
+            if e.leader is not None and e.leader.store_id != sid:
+                self._leader_hint[region_id] = e.leader.store_id
+                self._retry(op, 0.0005)
+            else:
+                self._leader_hint.pop(region_id, None)
+                self._retry(op, 0.05)
+        except StoreError as e:
+            op.history.append(f"{self.loop.now:.3f} store {sid}: {e.code}")
+            self._leader_hint.pop(region_id, None)
+            self._retry(op, 0.05)
+
+    def _retry(self, op: SimOp, delay: float) -> None:
+        self.loop.call_later(delay, lambda: self._attempt(op))
+
+    def _finish(self, op: SimOp, result: Any, err: StoreError | None) -> None:
+        if op.done:
+            return
+        op.done = True
+        op.completed_at = self.loop.now
+        op.error = err
+        if op.kind == "cas" and err is None:
+            op.result = isinstance(result, Applied)
+        elif op.kind == "get":
+            op.result = result
+        elif err is None:
+            op.result = None
+        if isinstance(result, CasFailed) and op.kind != "cas":
+            raise AssertionError("only CAS can fail a compare")
+
+    def _wait(self, op: SimOp) -> Any:
+        self.run_until(lambda: op.done, timeout=self.op_timeout + 1)
+        if op.error is not None:
+            raise OpFailed(f"{op.kind} {op.key!r}: {op.error}")
+        return op.result
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self._wait(self.submit_put(key, value))
+
+    def delete(self, key: bytes) -> None:
+        self._wait(self.submit_delete(key))
+
+    def get(self, key: bytes) -> bytes | None:
+        result: bytes | None = self._wait(self.submit_get(key))
+        return result
+
+    def cas(self, key: bytes, expected: bytes | None, new: bytes | None) -> bool:
+        return bool(self._wait(self.submit_cas(key, expected, new)))
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[int, dict[str, int]]:
+        out = {}
+        for sid, store in self.stores.items():
+            st = store.stats
+            out[sid] = {
+                "regions": len(store.peers),
+                "leaders": store.leaders(),
+                "awake_regions": len(store.peers),
+                "ticks": st.ticks,
+                "fsyncs": st.fsyncs,
+                "raft_messages_sent": st.raft_messages_sent,
+                "frames_sent": st.frames_sent,
+            }
+        return out

@@ -1,0 +1,172 @@
+"""The store in the deterministic cluster simulator: elections, KV semantics, crash/restart,
+partitions, and linearizable histories under faults."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+from multiraft.testing.cluster import SimCluster, SimOp
+from multiraft.testing.linearizability import KvOp, check_history
+from multiraft.testing.simnet import LinkFaults
+
+
+def test_kv_semantics() -> None:
+    c = SimCluster(stores=3, seed=7, initial_regions=1)
+    assert c.get(b"k") is None
+    c.put(b"k", b"v")
+    assert c.get(b"k") == b"v"
+    assert c.cas(b"k", b"v", b"w") is True
+    assert c.cas(b"k", b"v", b"x") is False
+    assert c.get(b"k") == b"w"
+    assert c.cas(b"new", None, b"1") is True  # expected absent
+    c.delete(b"k")
+    assert c.get(b"k") is None
+    st = c.stats()
+    assert set(st) == {1, 2, 3}
+    assert sum(s["leaders"] for s in st.values()) == 1
+    assert all(s["regions"] == 1 and s["fsyncs"] > 0 for s in st.values())
+
+
+def test_thousand_regions_elect_leaders() -> None:
+    c = SimCluster(stores=3, seed=1, initial_regions=1000)
+    assert c.all_regions_have_leaders()
+    st = c.stats()
+    assert sum(s["leaders"] for s in st.values()) == 1000
+    assert all(s["regions"] == 1000 for s in st.values())
+
+
+def test_random_writes_are_readable() -> None:
+    c = SimCluster(stores=3, seed=3, initial_regions=16)
+    rng = random.Random(3)
+    want: dict[bytes, bytes] = {}
+    ops = []
+    for i in range(300):
+        k = bytes([rng.randrange(256), rng.randrange(256)])
+        want[k] = b"v%d" % i
+        ops.append(c.submit_put(k, want[k]))
+        c.run_until(lambda op=ops[-1]: op.done)  # one client: writes in order
+    assert all(o.error is None for o in ops)
+    for k, v in want.items():
+        assert c.get(k) == v
+
+
+@pytest.mark.parametrize("victim", [1, 2, 3])
+def test_crash_restart_keeps_acknowledged_writes(victim: int) -> None:
+    c = SimCluster(stores=3, seed=10 + victim, initial_regions=4)
+    acked: dict[bytes, bytes] = {}
+    for i in range(40):
+        c.put(b"a%d" % i, b"1")
+        acked[b"a%d" % i] = b"1"
+    c.crash(victim)
+    for i in range(40):
+        c.put(b"b%d" % i, b"2")
+        acked[b"b%d" % i] = b"2"
+    c.restart(victim)
+    c.run_until(c.all_regions_have_leaders, timeout=30)
+    for k, v in acked.items():
+        assert c.get(k) == v
+    # The restarted store caught up: crash the two others one at a time, it still serves.
+    others = [s for s in (1, 2, 3) if s != victim]
+    c.crash(others[0])
+    c.run_until(c.all_regions_have_leaders, timeout=30)
+    for k, v in acked.items():
+        assert c.get(k) == v
+
+
+def test_leader_isolated_majority_keeps_serving() -> None:
+    c = SimCluster(stores=3, seed=5, initial_regions=1)
+    c.put(b"k", b"1")
+    leader = next(sid for sid, s in c.stores.items() if s.leaders())
+    others = [s for s in (1, 2, 3) if s != leader]
+    c.partition([leader], others)
+    c.put(b"k", b"2")  # the majority side elects a new leader and serves
+    new_leader = next(sid for sid, s in c.stores.items() if s.leaders() and sid != leader)
+    assert new_leader in others
+    c.heal()
+    c.run_for(3.0)
+    # The old leader stepped down (check_quorum / higher term) and caught up.
+    assert c.get(b"k") == b"2"
+    c.partition([others[0]], [leader, others[1]])  # now a minority follower is cut off
+    c.put(b"k", b"3")
+    assert c.get(b"k") == b"3"
+
+
+def _history(ops: list[SimOp]) -> list[KvOp]:
+    out = []
+    for op in ops:
+        pending = op.error is not None  # gave up: it may or may not have happened
+        if op.kind == "get" and pending:
+            continue
+        out.append(
+            KvOp(
+                op.kind,
+                op.key,
+                value=op.value,
+                expected=op.expected,
+                result=op.result,
+                invoked_at=op.invoked_at,
+                completed_at=None if pending else op.completed_at,
+                label=op.request_id.decode(),
+            )
+        )
+    return out
+
+
+def _linearizability_run(seed: int, steps: int = 40) -> None:
+    rng = random.Random(seed)
+    c = SimCluster(
+        stores=3,
+        seed=seed,
+        initial_regions=2,
+        faults=LinkFaults(min_latency=0.0005, max_latency=0.01, drop=0.02, duplicate=0.02),
+        op_timeout=8.0,
+    )
+    keys = [b"\x00a", b"\x00b", b"\xffa"]  # two keys in region 1, one in region 2
+    clients: list[SimOp | None] = [None] * 4
+    crashed: int | None = None
+    for _ in range(steps):
+        # Each client has at most one operation in flight.
+        for i, cur in enumerate(clients):
+            if cur is None or cur.done:
+                k = rng.choice(keys)
+                kind = rng.choice(["put", "get", "cas", "delete", "get"])
+                v = bytes([rng.randrange(4)])
+                if kind == "put":
+                    clients[i] = c.submit_put(k, v)
+                elif kind == "get":
+                    clients[i] = c.submit_get(k)
+                elif kind == "delete":
+                    clients[i] = c.submit_delete(k)
+                else:
+                    clients[i] = c.submit_cas(k, rng.choice([None, bytes([rng.randrange(4)])]), v)
+        fault = rng.random()
+        if fault < 0.08 and crashed is None:
+            crashed = rng.choice([1, 2, 3])
+            c.crash(crashed)
+        elif fault < 0.16 and crashed is not None:
+            c.restart(crashed)
+            crashed = None
+        elif fault < 0.22:
+            a = rng.choice([1, 2, 3])
+            c.partition([a], [s for s in (1, 2, 3) if s != a])
+        elif fault < 0.30:
+            c.heal()
+        c.run_for(rng.uniform(0.05, 0.6))
+    c.heal()
+    if crashed is not None:
+        c.restart(crashed)
+    c.run_until(lambda: all(o.done for o in c.ops), timeout=60)
+    res = check_history(_history(c.ops))
+    assert res.ok, f"seed {seed}: {res.explain()}"
+    assert any(o.error is None for o in c.ops)
+
+
+SEEDS = int(os.environ.get("MULTIRAFT_LIN_SEEDS", "100"))
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_concurrent_histories_are_linearizable_under_faults(seed: int) -> None:
+    _linearizability_run(seed)
