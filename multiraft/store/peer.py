@@ -53,6 +53,8 @@ class Peer:
         "applied_index",
         "applied_term",
         "was_leader",
+        "idle_ticks",
+        "hibernate_votes",
     )
 
     def __init__(
@@ -90,6 +92,10 @@ class Peer:
         self.applied_index = applied_index
         self.applied_term = applied_term
         self.was_leader = False
+        # Ticks since the region last did anything but heartbeats (leader-side idleness).
+        self.idle_ticks = 0
+        # Followers that agreed to hibernate at the leader's current (term, last index).
+        self.hibernate_votes: set[int] = set()
 
     @property
     def region_id(self) -> int:
@@ -121,6 +127,30 @@ class Peer:
 
     def has_client_work(self) -> bool:
         return bool(self._to_propose or self._to_read)
+
+    def has_waiting_work(self) -> bool:
+        """Anything a client waits for: the region must stay awake."""
+        return bool(
+            self._to_propose
+            or self._to_read
+            or self.proposals
+            or self._reads_waiting_index
+            or self._reads_waiting_apply
+        )
+
+    def can_hibernate(self) -> bool:
+        """A leader may put the region to sleep when every follower has its whole log, it
+        applied everything, and nothing is pending (TiKV's hibernate-region checks)."""
+        raft = self.node.raft
+        if raft.state != StateRole.Leader or self.has_waiting_work():
+            return False
+        log = raft.raft_log
+        last = log.last_index()
+        if log.applied != last or log.committed != last or log.persisted != last:
+            return False
+        if raft.lead_transferee is not None or raft.read_only.pending_read_count():
+            return False
+        return all(pr.matched == last for id, pr in raft.prs.progress.items() if id != raft.id)
 
     def flush_client_work(self) -> None:
         """Propose this round's commands as one MsgPropose, and ask one read index for this

@@ -39,14 +39,20 @@ from multiraft.engine.keys import (
 )
 from multiraft.proto.serverpb_pb2 import (
     BatchRaftMessage,
+    ExtraMessage,
+    MsgHibernateRequest,
+    MsgHibernateResponse,
+    MsgNone,
+    MsgRegionWakeUp,
     RaftApplyState,
     RaftMessage,
     Region,
     RegionEpoch,
     RegionLocalState,
 )
-from multiraft.raft import Config, ConfState, EntryType, Error, RawNode, StateRole
-from router.codec import RAFT, FrameDecoder, FrameError
+from multiraft.proto.serverpb_pb2 import Peer as PeerMeta
+from multiraft.raft import Config, ConfState, EntryType, Error, MessageType, RawNode, StateRole
+from router.codec import RAFT, FrameDecoder, FrameError, encode_batch
 from router.lanes import OutboundLanes
 
 from .apply import KvApplier
@@ -115,6 +121,14 @@ class Store:
         self.peers: dict[int, Peer] = {}
         # Peers that may have work this round (a message, a tick, a proposal, persistence).
         self._dirty: set[int] = set()
+        # Regions that tick (the others hibernate). Invariant: a subset of `peers`.
+        self._awake: set[int] = set()
+        # Store-level liveness: our tick count when we last heard from each store, and the
+        # stores not heard from for an election timeout.
+        self._last_heard: dict[int, int] = {}
+        self._suspected: set[int] = set()
+        # Stores a frame went to since the last tick (the others get a store heartbeat).
+        self._sent_since_tick: set[int] = set()
         self.lanes = OutboundLanes(store_id, max_frame_bytes=self.config.max_frame_bytes)
         self._decoders: dict[int, FrameDecoder] = {}
         self.stats = StoreStats()
@@ -181,18 +195,113 @@ class Store:
         )
         self.peers[region.id] = peer
         self._dirty.add(region.id)
+        self._awake.add(region.id)
+        for p in region.peers:
+            if p.store_id != self.store_id:
+                self._last_heard.setdefault(p.store_id, 0)
         return peer
 
     # -- input ------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """One base tick for every region."""
-        for rid, peer in self.peers.items():
-            if peer.node.tick():
-                self._dirty.add(rid)
-        self._dirty.update(self.peers)
-        self.stats.ticks += len(self.peers)
+        """One base tick for every awake region; hibernated regions cost nothing. Also sends
+        store heartbeats and wakes the regions whose leader's store went silent."""
         self.lanes.clock += 1
+        clock = self.lanes.clock
+        election = self.config.election_ticks
+        for rid in list(self._awake):
+            peer = self.peers[rid]
+            peer.node.tick()
+            self._dirty.add(rid)
+            peer.idle_ticks += 1
+            # Once idle for an election timeout, ask the followers (again every election
+            # timeout while some have not agreed).
+            if peer.idle_ticks >= election and peer.idle_ticks % election == 0 and peer.can_hibernate():
+                self._ask_to_hibernate(peer)
+        self.stats.ticks += len(self._awake)
+        # Store heartbeats: one (empty) frame per store per tick if nothing else went there.
+        for store in self._last_heard:
+            if store not in self._sent_since_tick:
+                self._send(store, encode_batch(BatchRaftMessage(from_store_id=self.store_id, last_observed_time=clock)))
+                self.stats.frames_sent += 1
+        self._sent_since_tick = set()
+        for store, heard in self._last_heard.items():
+            if clock - heard >= election and store not in self._suspected:
+                self._suspected.add(store)
+                self._wake_regions_led_from(store)
+
+    def _wake(self, rid: int) -> None:
+        peer = self.peers[rid]
+        peer.idle_ticks = 0
+        peer.hibernate_votes = set()
+        if rid not in self._awake:
+            self._awake.add(rid)
+            if peer.is_leader():
+                # Give the followers a full election timeout to answer before check_quorum.
+                peer.node.raft.election_elapsed = 0
+        self._dirty.add(rid)
+
+    def _wake_regions_led_from(self, store: int) -> None:
+        """A store went silent: hibernated regions whose leader was there tick again, so they
+        elect a new leader after an election timeout."""
+        for rid, peer in self.peers.items():
+            if rid in self._awake:
+                continue
+            leader = peer.leader_meta()
+            if leader is None or leader.store_id == store:
+                self._wake(rid)
+
+    def _ask_to_hibernate(self, peer: Peer) -> None:
+        raft = peer.node.raft
+        peer.hibernate_votes = {raft.id}
+        extra = ExtraMessage(type=MsgHibernateRequest, index=raft.raft_log.last_index(), term=raft.term)
+        for p in peer.region.peers:
+            if p.id != peer.meta.id:
+                self._send_extra(peer, p, extra)
+
+    def _on_extra(self, peer: Peer, m: RaftMessage) -> None:
+        extra = m.extra_msg
+        raft = peer.node.raft
+        rid = peer.region.id
+        if extra.type == MsgHibernateRequest:
+            agree = (
+                raft.state == StateRole.Follower
+                and raft.leader_id == m.from_peer.id
+                and raft.term == extra.term
+                and raft.raft_log.last_index() == extra.index
+                and raft.raft_log.committed == extra.index
+                and not peer.has_waiting_work()
+            )
+            reply = ExtraMessage(type=MsgHibernateResponse, agree=agree, index=extra.index, term=extra.term)
+            self._send_extra(peer, m.from_peer, reply)
+            if agree:
+                self._awake.discard(rid)
+        elif extra.type == MsgHibernateResponse:
+            if (
+                not extra.agree
+                or not peer.hibernate_votes
+                or extra.term != raft.term
+                or extra.index != raft.raft_log.last_index()
+                or not peer.can_hibernate()
+            ):
+                return
+            peer.hibernate_votes.add(m.from_peer.id)
+            if all(p.id in peer.hibernate_votes for p in peer.region.peers):
+                self._awake.discard(rid)
+        elif extra.type == MsgRegionWakeUp:
+            self._wake(rid)
+
+    def _send_extra(self, peer: Peer, to: PeerMeta, extra: ExtraMessage) -> None:
+        region = peer.region
+        rm = RaftMessage(region_id=region.id, start_key=region.start_key, end_key=region.end_key)
+        rm.from_peer.CopyFrom(peer.meta)
+        rm.to_peer.CopyFrom(to)
+        rm.region_epoch.CopyFrom(region.region_epoch)
+        rm.extra_msg.CopyFrom(extra)
+        self.lanes.push(to.store_id, rm)
+
+    def awake_regions(self) -> int:
+        return len(self._awake)
 
     def on_frame(self, from_store: int, data: bytes) -> None:
         """Bytes from another store's connection (the simulator delivers whole frames)."""
@@ -206,6 +315,8 @@ class Store:
             _log.warning("store %d: bad frame from store %d: %s", self.store_id, from_store, e)
             self._decoders.pop(from_store, None)
             return
+        self._last_heard[from_store] = self.lanes.clock
+        self._suspected.discard(from_store)
         for kind, frame in frames:
             if kind == RAFT:
                 assert isinstance(frame, BatchRaftMessage)
@@ -223,6 +334,15 @@ class Store:
             # A message from a peer the region does not have (removed): drop it.
             self.stats.dropped_messages += 1
             return
+        if m.HasField("extra_msg") and m.extra_msg.type != MsgNone:
+            self._on_extra(peer, m)
+            return
+        mt = m.message.msg_type
+        if mt != MessageType.MsgHeartbeat and mt != MessageType.MsgHeartbeatResponse:
+            # Traffic other than heartbeats is activity: the region wakes up. A hibernated
+            # follower does not need heartbeats to notice a dead leader: store-level liveness
+            # wakes it when the leader's store goes silent.
+            self._wake(m.region_id)
         try:
             peer.node.step(m.message)
         except Error as e:
@@ -257,7 +377,7 @@ class Store:
         cmd.version = peer.region.region_epoch.version
         peer.submit_command(encode_command(cmd), callback)
         self.stats.proposals += 1
-        self._dirty.add(cmd.region_id)
+        self._wake(cmd.region_id)
 
     def get(self, region_id: int, key: bytes, callback: Callback, epoch: RegionEpoch | None = None) -> None:
         """A linearizable read (ReadIndex): `callback(value_or_None, error)`."""
@@ -270,7 +390,7 @@ class Store:
                 callback(self.engine.get(CF_KV, key), None)
 
         peer.submit_read(done)
-        self._dirty.add(region_id)
+        self._wake(region_id)
 
     # -- the round ----------------------------------------------------------------------------
 
@@ -293,6 +413,7 @@ class Store:
             rd = node.ready()
             if rd.ss is not None:
                 peer.on_role_change()
+                self._wake(rid)
             if rd.read_states:
                 peer.on_read_states(rd.read_states)
             storage = peer.storage
@@ -385,6 +506,7 @@ class Store:
 
     def _flush_lanes(self) -> None:
         for store, frames in self.lanes.drain().items():
+            self._sent_since_tick.add(store)
             for f in frames:
                 self.stats.frames_sent += 1
                 self._send(store, f)

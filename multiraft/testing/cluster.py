@@ -302,7 +302,7 @@ class SimCluster:
             out[sid] = {
                 "regions": len(store.peers),
                 "leaders": store.leaders(),
-                "awake_regions": len(store.peers),
+                "awake_regions": store.awake_regions(),
                 "ticks": st.ticks,
                 "fsyncs": st.fsyncs,
                 "raft_messages_sent": st.raft_messages_sent,

@@ -30,14 +30,6 @@ def test_kv_semantics() -> None:
     assert all(s["regions"] == 1 and s["fsyncs"] > 0 for s in st.values())
 
 
-def test_thousand_regions_elect_leaders() -> None:
-    c = SimCluster(stores=3, seed=1, initial_regions=1000)
-    assert c.all_regions_have_leaders()
-    st = c.stats()
-    assert sum(s["leaders"] for s in st.values()) == 1000
-    assert all(s["regions"] == 1000 for s in st.values())
-
-
 def test_random_writes_are_readable() -> None:
     c = SimCluster(stores=3, seed=3, initial_regions=16)
     rng = random.Random(3)
@@ -170,3 +162,36 @@ SEEDS = int(os.environ.get("MULTIRAFT_LIN_SEEDS", "100"))
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_concurrent_histories_are_linearizable_under_faults(seed: int) -> None:
     _linearizability_run(seed)
+
+
+def test_thousand_regions_elect_hibernate_and_wake_only_what_is_written() -> None:
+    c = SimCluster(stores=3, seed=2, initial_regions=1000)
+    st = c.stats()
+    assert sum(s["leaders"] for s in st.values()) == 1000
+    assert all(s["regions"] == 1000 for s in st.values())
+    c.run_for(4.0)  # warm-up: idle for several election timeouts
+    st = c.stats()
+    assert all(s["awake_regions"] == 0 for s in st.values()), st
+    ticks = {sid: s["ticks"] for sid, s in st.items()}
+    c.run_for(2.0)
+    st = c.stats()
+    assert all(st[sid]["ticks"] == ticks[sid] for sid in st), "hibernated regions must not tick"
+    c.put(b"\x12\x34", b"v")  # one key: one region
+    awake = [s["awake_regions"] for s in c.stats().values()]
+    assert max(awake) == 1 and sum(awake) >= 2  # the leader and the followers it wrote to
+    assert c.get(b"\x12\x34") == b"v"
+
+
+def test_killing_the_store_of_hibernated_leaders_elects_elsewhere() -> None:
+    c = SimCluster(stores=3, seed=4, initial_regions=60)
+    c.run_for(5.0)
+    assert all(s["awake_regions"] == 0 for s in c.stats().values())
+    victim = max(c.stores, key=lambda sid: c.stores[sid].leaders())
+    assert c.stores[victim].leaders() > 0
+    c.crash(victim)
+    t0 = c.now
+    c.run_until(c.all_regions_have_leaders, timeout=10)
+    # Silence detection (one election timeout) + an election (one to two timeouts).
+    assert c.now - t0 <= 5 * c.store_config.election_ticks * c.tick_interval
+    c.put(b"\x80", b"after")
+    assert c.get(b"\x80") == b"after"
