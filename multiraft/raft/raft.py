@@ -310,6 +310,18 @@ class Raft(Generic[S]):
     def set_max_inflight_msgs(self, n: int) -> None:
         self.max_inflight = n
 
+    def adjust_max_inflight_msgs(self, target: int, cap: int) -> None:
+        """Change the Inflights capacity of one peer (raft-rs); 0 disables appends to it in
+        Replicate state. Unknown peers are ignored."""
+        pr = self.prs.progress.get(target)
+        if pr is not None:
+            pr.ins.set_cap(cap)
+
+    def maybe_free_inflight_buffers(self) -> None:
+        """Release the Inflights buffers of peers with nothing in flight (raft-rs)."""
+        for pr in self.prs.progress.values():
+            pr.ins.maybe_free_buffer()
+
     def enable_group_commit(self, enable: bool) -> None:
         """Commit only when the quorum spans at least two commit groups."""
         self.prs.enable_group_commit(enable)
@@ -1165,7 +1177,10 @@ class Raft(Generic[S]):
             # Reject read only request when this leader has not committed any log entry in
             # its term: its commit index may be stale (etcd-io/etcd#7331).
             return
-        if self.prs.is_singleton():
+        # The shortcut holds only if the single voter is this leader: a leader that applied
+        # its own removal keeps leading (raft-rs), and must not answer at its stale commit
+        # index while the remaining voter elects itself and commits (simulator seed 10).
+        if self.prs.is_singleton() and self.prs.conf.voters.contains(self.id):
             read_index = self.raft_log.committed
             resp = self.handle_ready_read_index(m, read_index)
             if resp is not None:
@@ -1506,6 +1521,15 @@ class Raft(Generic[S]):
         ):
             self.logger.warning(
                 "attempted to restore snapshot but it is not in the ConfState %s", cs
+            )
+            return False
+        pending = self.pending_request_snapshot
+        if pending != INVALID_INDEX and meta.index < pending:
+            # Older than the snapshot this node asked for (sent before the request): restoring
+            # it would drop entries already acknowledged to the leader, which counts them as
+            # matched and may commit them on that basis (simulator seed 1413).
+            self.logger.info(
+                "ignored snapshot [index: %d] older than requested %d", meta.index, pending
             )
             return False
         if self.pending_request_snapshot == INVALID_INDEX and self.raft_log.match_term(

@@ -157,6 +157,8 @@ class _ReadyRecord:
     last_entry: tuple[int, int] | None = None
     # (index, term) of the Ready's snapshot, if it had one.
     snapshot: tuple[int, int] | None = None
+    # Whether the Ready changed the term or the vote.
+    vote: bool = False
 
 
 class RawNode(Generic[S]):
@@ -355,6 +357,7 @@ class RawNode(Generic[S]):
         if raft.term != prev_hs.term or raft.vote != prev_hs.vote:
             rd.must_sync = True
             rd.hs = raft.hard_state()
+            record.vote = True
         elif raft.raft_log.committed != prev_hs.commit:
             rd.hs = raft.hard_state()
         if raft.read_states:
@@ -384,8 +387,15 @@ class RawNode(Generic[S]):
         light = self._gen_light_ready()
         rd.committed_entries = light.committed_entries
         # A leader's messages can go out before its own write (thesis §10.2.1); anyone else's
-        # only after the Ready is persisted.
-        if raft.state == StateRole.Leader:
+        # only after the Ready is persisted. The leader's too while the term and vote it leads
+        # with are not durable yet: a single voter wins its election without sending a vote
+        # request, so its first Ready holds both the new term and appends to learners. Sent
+        # early, a crash could lose the term; the node would lead the same term again and
+        # write another entry at the same (index, term), which a learner that got the first
+        # one keeps (match_term) and applies (simulator seed 524).
+        if raft.state == StateRole.Leader and not record.vote and not any(
+            r.vote for r in self.records
+        ):
             rd.messages = light.messages
         else:
             rd.persisted_messages = light.messages
