@@ -46,6 +46,7 @@ from .raft import (
     Raft,
     Rng,
     SoftState,
+    SplitMix64,
     StateRole,
 )
 from .raft_log import RaftLog
@@ -106,6 +107,7 @@ __all__ = [
     "Raft",
     "Rng",
     "SoftState",
+    "SplitMix64",
     "StateRole",
     "CAMPAIGN_ELECTION",
     "CAMPAIGN_PRE_ELECTION",

@@ -50,6 +50,7 @@ __all__ = [
     "StateRole",
     "SoftState",
     "Rng",
+    "SplitMix64",
     "CAMPAIGN_PRE_ELECTION",
     "CAMPAIGN_ELECTION",
     "CAMPAIGN_TRANSFER",
@@ -120,9 +121,11 @@ class Rng(Protocol):
     def randrange(self, start: int, stop: int) -> int: ...
 
 
-class _SplitMix64:
-    """A tiny deterministic generator used when no `Rng` is injected (seeded by the node id,
-    so the same cluster gives the same trace). The core never touches global randomness."""
+class SplitMix64:
+    """A tiny deterministic `Rng` (16 bytes of state, where a `random.Random` holds ~2.5 KB:
+    it matters with one generator per region replica). Used when no `Rng` is injected, seeded
+    by the node id, so the same cluster gives the same trace. The core never touches global
+    randomness."""
 
     __slots__ = ("_state",)
 
@@ -159,6 +162,43 @@ def new_message(to: int, msg_type: int, from_: int | None = None) -> Message:
 
 class Raft(Generic[S]):
     """A raft node's state machine. Drive it through `RawNode`; tests may use it directly."""
+
+    __slots__ = (
+        "id",
+        "term",
+        "vote",
+        "read_states",
+        "raft_log",
+        "max_inflight",
+        "max_msg_size",
+        "pending_request_snapshot",
+        "state",
+        "promotable",
+        "leader_id",
+        "lead_transferee",
+        "pending_conf_index",
+        "read_only",
+        "election_elapsed",
+        "heartbeat_elapsed",
+        "check_quorum",
+        "pre_vote",
+        "_skip_bcast_commit",
+        "batch_append",
+        "heartbeat_timeout",
+        "election_timeout",
+        "randomized_election_timeout",
+        "min_election_timeout",
+        "max_election_timeout",
+        "priority",
+        "max_uncommitted_size",
+        "uncommitted_size",
+        "last_log_tail_index",
+        "max_committed_size_per_ready",
+        "prs",
+        "msgs",
+        "rng",
+        "logger",
+    )
 
     def __init__(
         self,
@@ -237,7 +277,7 @@ class Raft(Generic[S]):
         self.prs = ProgressTracker(c.max_inflight_msgs)
         # Messages to send, drained by RawNode.ready().
         self.msgs: list[Message] = []
-        self.rng: Rng = rng if rng is not None else _SplitMix64(c.id)
+        self.rng: Rng = rng if rng is not None else SplitMix64(c.id)
         self.logger = _RaftLogger(logger or logging.getLogger(__name__), self)
 
         restore(self.prs, self.raft_log.last_index(), conf_state)

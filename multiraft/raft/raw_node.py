@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections import deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -186,7 +185,8 @@ class RawNode(Generic[S]):
         # The number of the newest Ready.
         self.max_number = 0
         # Readies handed out and not yet acknowledged by `on_persist_ready`, oldest first.
-        self.records: deque[_ReadyRecord] = deque()
+        # (A list: an empty deque costs ~600 bytes per node.)
+        self.records: list[_ReadyRecord] = []
         # Committed entries handed out so far end here: the next ones start after it.
         self.commit_since_index: int = config.applied
 
@@ -439,13 +439,16 @@ class RawNode(Generic[S]):
         the quorum, and persisted entries may be applied."""
         index = term = snap_index = 0
         records = self.records
-        while records and records[0].number <= number:
-            record = records.popleft()
+        done = 0
+        while done < len(records) and records[done].number <= number:
+            record = records[done]
+            done += 1
             if record.snapshot is not None:
                 snap_index = record.snapshot[0]
                 index = term = 0
             if record.last_entry is not None:
                 index, term = record.last_entry
+        del records[:done]
         if snap_index != 0:
             self.raft.on_persist_snap(snap_index)
         if index != 0:

@@ -51,7 +51,16 @@ from multiraft.proto.serverpb_pb2 import (
     RegionLocalState,
 )
 from multiraft.proto.serverpb_pb2 import Peer as PeerMeta
-from multiraft.raft import Config, ConfState, EntryType, Error, MessageType, RawNode, StateRole
+from multiraft.raft import (
+    Config,
+    ConfState,
+    EntryType,
+    Error,
+    MessageType,
+    RawNode,
+    SplitMix64,
+    StateRole,
+)
 from router.codec import RAFT, FrameDecoder, FrameError, encode_batch
 from router.lanes import OutboundLanes
 
@@ -189,7 +198,7 @@ class Store:
             max_size_per_msg=c.max_size_per_msg,
             max_inflight_msgs=c.max_inflight_msgs,
         )
-        node = RawNode(cfg, storage, rng=random.Random(self.rng.getrandbits(64)))
+        node = RawNode(cfg, storage, rng=SplitMix64(self.rng.getrandbits(64)))
         peer = Peer(
             self.store_id, region, node, storage, applied.applied_index, applied.applied_term, self.engine
         )

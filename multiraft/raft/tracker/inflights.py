@@ -7,7 +7,7 @@ stops sending when `full()`; an acknowledgement frees everything up to the acked
 
 from __future__ import annotations
 
-from collections import deque
+from bisect import bisect_right
 
 __all__ = ["Inflights"]
 
@@ -28,8 +28,10 @@ class Inflights:
     def __init__(self, cap: int) -> None:
         # The maximum number of in-flight messages (0 disables sending in Replicate state).
         self.cap = cap
-        # The last index of each in-flight message, oldest first.
-        self._buffer: deque[int] = deque()
+        # The last index of each in-flight message, oldest first. A list, not a deque: an
+        # empty deque costs ~600 bytes and every peer of every region holds one of these
+        # (windows are at most max_inflight_msgs long, so front deletion stays cheap).
+        self._buffer: list[int] = []
         # A smaller capacity asked for by set_cap while more messages than it were in flight.
         self._incoming_cap: int | None = None
         # Mirrors raft-rs's lazily allocated ring buffer: set by add(), cleared by reset()
@@ -83,16 +85,14 @@ class Inflights:
             # The common case: the acknowledgement covers the whole window.
             buf.clear()
         else:
-            popleft = buf.popleft
-            while buf[0] <= to:
-                popleft()
+            del buf[: bisect_right(buf, to)]
         if self._incoming_cap is not None:
             self._apply_incoming_cap()
 
     def free_first_one(self) -> None:
         """Free the oldest in-flight message (no-op on an empty window)."""
         if self._buffer:
-            self._buffer.popleft()
+            del self._buffer[0]
             if self._incoming_cap is not None:
                 self._apply_incoming_cap()
 
