@@ -7,12 +7,13 @@ disk) and `MemoryEngine` (the simulator's and the unit tests').
 
 Contract, per method (both engines):
 
-- `write(batch, sync=True)`: applies every operation of the batch atomically (all or nothing)
-  and in order within a column family; with `sync=True` the batch is durable when `write`
-  returns. Raises `WriteFailed` when the commit fails (nothing of the batch is visible) and
-  `ValueError` for a batch that was already written. On success the batch is marked committed
-  (`WriteBatch.committed`); the engine never runs the batch's commit hooks itself (the owner
-  runs them, on its own thread, with `WriteBatch.run_commit_hooks`).
+- `write(batch, sync=True)`: first runs the batch's prepare hooks (`WriteBatch.prepare`, on
+  the writing thread; they may add operations), then applies every operation of the batch
+  atomically (all or nothing) and in order within a column family; with `sync=True` the batch
+  is durable when `write` returns. Raises `WriteFailed` when the commit fails (nothing of the
+  batch is visible) and `ValueError` for a batch that was already written. On success the
+  batch is marked committed (`WriteBatch.committed`); the engine never runs the batch's commit
+  hooks itself (the owner runs them, on its own thread, with `WriteBatch.run_commit_hooks`).
 - `get(cf, key)`: the value or None. Reads see every write that returned before the read began.
 - `scan(cf, start, end, limit, reverse)`: the `(key, value)` pairs with `start <= key < end`
   (`end=None`: no upper bound) in ascending key order, or descending with `reverse=True`
@@ -155,13 +156,17 @@ class WriteBatch:
     Per column family the operations apply in the order they were added (a delete_range
     after a put removes it; a put after a delete_range survives). A batch is written once.
 
-    Commit hooks carry the in-memory consequences of a batch (e.g. `RegionStorage` making its
-    appended entries visible). The engine only marks the batch `committed`; the owner calls
-    `run_commit_hooks()` afterwards on the thread that owns those objects. Hooks of a batch
-    that was never committed never run.
+    Commit hooks carry the in-memory consequences of a batch becoming durable (e.g.
+    `RegionStorage` letting go of cached entries that are now on disk). The engine only marks
+    the batch `committed`; the owner calls `run_commit_hooks()` afterwards on the thread that
+    owns those objects. Hooks of a batch that was never committed never run.
+
+    Prepare hooks run once, in `Engine.write`, just before the batch is applied, on the writing
+    thread (e.g. `RaftWal` encoding a round's record there, off the event loop's thread); they
+    may add operations. The owner must not touch the batch once it is handed to a writer.
     """
 
-    __slots__ = ("_cfs", "_count", "_bytes", "_hooks", "_state")
+    __slots__ = ("_cfs", "_count", "_bytes", "_hooks", "_prepare", "_state")
 
     def __init__(self) -> None:
         # cf -> ordered segments (see PutRun / RangeOp above).
@@ -171,6 +176,8 @@ class WriteBatch:
         # Approximate payload: key and value bytes plus a small per-operation overhead.
         self._bytes = 0
         self._hooks: list[Callable[[], None]] = []
+        # Run by `prepare()` (None once run).
+        self._prepare: list[Callable[[], None]] | None = []
         self._state = _OPEN
 
     # -- building -------------------------------------------------------------------------
@@ -282,6 +289,20 @@ class WriteBatch:
         """Raise ValueError if the batch was already committed (engines call this first)."""
         if self._state != _OPEN:
             raise ValueError("write batch was already committed")
+
+    def add_prepare_hook(self, hook: Callable[[], None]) -> None:
+        """Run `hook` in `prepare()`, when an engine starts writing the batch."""
+        if self._state != _OPEN or self._prepare is None:
+            raise ValueError("write batch was already prepared or committed")
+        self._prepare.append(hook)
+
+    def prepare(self) -> None:
+        """Run the prepare hooks in the order they were added, once (engines call this at the
+        start of `write`, after `check_writable`; a second call does nothing)."""
+        hooks, self._prepare = self._prepare, None
+        if hooks:
+            for hook in hooks:
+                hook()
 
     def mark_committed(self) -> None:
         """Called by the engine once the batch is committed (and durable if asked)."""

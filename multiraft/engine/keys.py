@@ -1,6 +1,6 @@
 """Column families and key layouts of the store's engine: the one place that defines them.
 
-Every engine holds the same five column families (LMDB named databases). Keys sort bytewise,
+Every engine holds the same six column families (LMDB named databases). Keys sort bytewise,
 so every integer in a key is fixed-width big-endian and a region's keys are contiguous.
 
 | column family | key | value |
@@ -15,9 +15,13 @@ so every integer in a key is fixed-width big-endian and a region's keys are cont
 | ``apply_state`` | region_id u64 BE + kind u8, kind ``0x01`` apply state | owned by the store |
 | ``kv``          | the user key itself (1..511 bytes) | the user value |
 | ``meta``        | an ASCII name (``store_ident``, ``id_alloc``, ...) | owned by the store |
+| ``raft_wal``    | round sequence number u64 BE (8 bytes) | one `RaftWal` record: every region's |
+|                 |                                        | raft log changes of one round |
 
 Invariant: a region's ``raft_log`` keys are exactly ``[truncated_index + 1, last_index]``
 (contiguous; the log is compacted and truncated in the same write batch that moves the bounds).
+With a `RaftWal`, ``raft_log`` + ``raft_state`` hold the state as of the last checkpoint and
+the ``raft_wal`` records hold every change since (recovery replays them).
 Keys are at most `MAX_KEY_SIZE` bytes (LMDB's limit) and never empty, in every engine.
 """
 
@@ -32,6 +36,7 @@ __all__ = [
     "CF_APPLY_STATE",
     "CF_KV",
     "CF_META",
+    "CF_RAFT_WAL",
     "ALL_CFS",
     "MAX_KEY_SIZE",
     "MAX_U64",
@@ -58,6 +63,9 @@ __all__ = [
     "encode_truncated_state",
     "decode_truncated_state",
     "meta_key",
+    "WAL_KEY_LEN",
+    "wal_key",
+    "decode_wal_key",
 ]
 
 CF_RAFT_LOG: Final = "raft_log"
@@ -65,12 +73,21 @@ CF_RAFT_STATE: Final = "raft_state"
 CF_APPLY_STATE: Final = "apply_state"
 CF_KV: Final = "kv"
 CF_META: Final = "meta"
-ALL_CFS: Final[tuple[str, ...]] = (CF_RAFT_LOG, CF_RAFT_STATE, CF_APPLY_STATE, CF_KV, CF_META)
+CF_RAFT_WAL: Final = "raft_wal"
+ALL_CFS: Final[tuple[str, ...]] = (
+    CF_RAFT_LOG,
+    CF_RAFT_STATE,
+    CF_APPLY_STATE,
+    CF_KV,
+    CF_META,
+    CF_RAFT_WAL,
+)
 
 # LMDB's compiled-in key size limit (mdb_env_get_maxkeysize); the memory engine enforces it too.
 MAX_KEY_SIZE: Final = 511
 MAX_U64: Final = (1 << 64) - 1
 RAFT_LOG_KEY_LEN: Final = 16
+WAL_KEY_LEN: Final = 8
 
 # Kinds (the last byte) of raft_state / apply_state keys.
 HARD_STATE: Final = 0x01
@@ -195,3 +212,19 @@ def meta_key(name: str) -> bytes:
     key = name.encode("ascii")
     check_key(key)
     return key
+
+
+# -- raft_wal -------------------------------------------------------------------------------
+
+
+def wal_key(seq: int) -> bytes:
+    """Key of the raft WAL record of round `seq`."""
+    return _pack_u64(seq)
+
+
+def decode_wal_key(key: bytes) -> int:
+    """The round sequence number of a raft_wal key."""
+    if len(key) != WAL_KEY_LEN:
+        raise ValueError(f"not a raft WAL key: {key!r}")
+    seq: int = _U64.unpack(key)[0]
+    return seq

@@ -32,7 +32,8 @@ Costs. Raft log keys are region-major (`keys`), so a round that appends one entr
 N regions dirties about N leaf pages, and LMDB copies and writes whole 4 KiB pages: measured
 19-27x the batch's bytes written per round (1,000 regions x 1 entry: 3.7 MiB written for
 194 KiB of batch, ~15 ms per durable write, ~3.4 µs of GIL-held CPU per put; sequential keys
-cost ~0.4 µs per put).
+cost ~0.4 µs per put). `RaftWal` avoids it: one sequential record put per round, the
+region-major pages written in bulk at checkpoints.
 
 Threads. Writes are serialized by `_write_lock` (the batching layer's writer thread is the
 only writer). Reads run on any thread under `_map_lock`, which a map resize takes exclusively.
@@ -266,6 +267,7 @@ class LmdbEngine:
 
     def write(self, batch: WriteBatch, sync: bool = True) -> None:
         batch.check_writable()
+        batch.prepare()
         with self._write_lock:
             if self._closed:
                 raise EngineClosed()

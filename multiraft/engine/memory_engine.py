@@ -161,6 +161,7 @@ class MemoryEngine:
 
     def write(self, batch: WriteBatch, sync: bool = True) -> None:
         batch.check_writable()
+        batch.prepare()
         with self._lock:
             if self._closed:
                 raise EngineClosed()

@@ -1,34 +1,42 @@
 """`RegionStorage`: the raft `Storage` of one region, over an `Engine`.
 
-Layout (`keys`): entries in ``raft_log`` as serialized `eraftpb.Entry`; hard state, conf state
-and the truncated state (index + term of the entry before the first) in ``raft_state``.
+Two ways to reach the disk (a `RaftLogWriter`, `direct_log`):
 
-Two views. A storage answers raft (`initial_state`, `entries`, `term`, `first_index`,
-`last_index`, `snapshot`) from its *committed view*; its mutations (`append`,
-`set_hard_state`, `set_conf_state`, `apply_snapshot`, `compact`, `destroy`) write into a
-caller's `WriteBatch` and are checked against its *written view* (the committed view plus
-every batch handed out and not yet committed), because the batching layer fills round N+1
-while round N is being committed. Each mutation records its update in the batch's commit hook
-for this storage (one hook per storage per batch); the hook moves the committed view forward.
+- direct (`DirectLog`, the default): entries in ``raft_log`` (key region id + index); hard
+  state, conf state and the truncated state (index + term of the entry before the first) in
+  ``raft_state``; written into the caller's `WriteBatch`.
+- WAL (pass ``wal=RaftWal(engine)``): the changes go into the batch's raft WAL record (one put
+  per round for every region) and reach ``raft_log`` / ``raft_state`` at the WAL's
+  checkpoints; opening the storage replays what the WAL holds for the region.
 
-Invariant: the committed view changes only in commit hooks, and `WriteBatch.run_commit_hooks`
-refuses to run before an engine committed the batch, so the storage never reports anything
-that is not on disk. A batch that fails or is dropped changes nothing the storage reports
-(call `rollback_pending()` to resync the written view if it is dropped).
-Invariant: a region's batches are committed, and their hooks run, in the order they were
-filled (checked: each hook carries a sequence number); a hook applies its batch's updates in
-the order the mutations were made.
-Invariant: the committed log is `[truncated_index + 1, last_index]`, contiguous, and on disk;
+One view. Raft reads (`initial_state`, `entries`, `term`, `first_index`, `last_index`,
+`snapshot`) answer from the storage's *view*: what is on disk plus every mutation handed out
+in a batch that is not committed yet. raft-rs 0.7's async-ready contract requires it: once
+`RawNode.advance_append_async(rd)` is called, the Ready's entries and snapshot have left the
+raft unstable log, so the storage must serve them, or raft would see a stale `last_index`
+while round N is being committed and give two entries the same index. TiKV does the same
+(its entry cache and raft state are updated at hand-off). Durability is reported separately:
+raft counts entries as persisted only at `on_persist_ready`, which the batching layer calls
+once the batch is committed, and nothing is acknowledged to anyone before that. A batch that
+is never committed changes nothing on disk; after a *failed* commit the store is done (it
+stops acknowledging and restarts from disk: a new RegionStorage reads what is there).
+
+Mutations (`append`, `set_hard_state`, `set_conf_state`, `apply_snapshot`, `compact`,
+`destroy`) write into a caller's batch and update the view at once.
+
+Invariant: the batches holding a region's mutations are committed in the order they were
+filled (every mutation for one batch comes before those for a later batch; the direct writer
+checks the commit order).
+Invariant: the log is `[truncated_index + 1, last_index]`, contiguous, and
 `truncated_index <= last_index`.
-Invariant: the entry cache is the suffix `[cache_first, last_index]` of the committed log
-(empty iff `cache_first == last_index + 1`) and `cache_first > truncated_index`. It holds the
-newest entries, so the hot path (entries just appended, about to be sent or applied) never
-decodes from the engine.
-
-The engine may be *ahead* of the committed view (a writer thread committed a batch whose hooks
-have not run yet). Raft never reads the part of the log such a batch rewrites (it reads the
-storage only below its unstable offset); a compaction that is on disk but not yet in the view
-surfaces as `Compacted`, as if it had been seen.
+Invariant: the entry cache is the suffix `[cache_first, last_index]` of the log (empty iff
+`cache_first == last_index + 1`), `cache_first > truncated_index`, and every entry not yet
+readable from the engine (its batch not committed; with a WAL, not checkpointed) is in it:
+`cache_first <= floor`, the smallest first index of an unreleased append. Entries below
+`cache_first` are read from ``raft_log``, where they are on disk and no pending batch changes
+them (pending truncations only touch indexes >= their append's first, pending compactions only
+indexes below `first_index()`). The newest entries, just appended and about to be sent or
+applied, never decode from the engine.
 """
 
 from __future__ import annotations
@@ -41,20 +49,22 @@ from multiraft.raft.errors import Compacted, SnapshotOutOfDate, Unavailable
 from multiraft.raft.storage import GetEntriesContext, RaftState
 from multiraft.raft.util import limit_size
 
+from .direct_log import DirectLog, RaftLogWriter
 from .engine import Engine, WriteBatch
+from .errors import EngineError
 from .keys import (
     CF_RAFT_LOG,
     CF_RAFT_STATE,
-    RAFT_LOG_KEY_LEN,
+    CF_RAFT_WAL,
     conf_state_key,
     decode_raft_log_key,
     decode_truncated_state,
-    encode_truncated_state,
     hard_state_key,
     pack_raft_log_key,
     raft_log_bounds,
     truncated_state_key,
 )
+from .raft_wal import Fold, RaftWal
 
 __all__ = [
     "RegionStorage",
@@ -78,7 +88,7 @@ _parse_entry = Entry.FromString
 class RegionStorage:
     """The raft `Storage` of region `region_id` over `engine` (module docstring).
 
-    Not thread-safe: one thread (the store's) calls everything, hooks included.
+    Not thread-safe: one thread (the store's) calls everything, commit hooks included.
     """
 
     __slots__ = (
@@ -87,7 +97,9 @@ class RegionStorage:
         "_snapshot_builder",
         "_cache_max_entries",
         "_cache_max_bytes",
-        # committed view
+        "_writer",
+        "_wal",
+        # the view
         "_hard_state",
         "_conf_state",
         "_truncated_index",
@@ -97,18 +109,8 @@ class RegionStorage:
         "_cache_sizes",
         "_cache_bytes",
         "_cache_first",
-        # written view
-        "_w_first",
-        "_w_last",
-        "_w_hard_state",
-        "_w_rewrites",
-        # pending hooks
-        "_epoch",
-        "_seq_next",
-        "_seq_done",
-        "_cur",
-        "_cur_batch",
-        "_hs_key",
+        # appends not yet readable from the engine
+        "_unread",
     )
 
     def __init__(
@@ -116,21 +118,25 @@ class RegionStorage:
         engine: Engine,
         region_id: int,
         *,
+        wal: RaftWal | None = None,
         cache_max_entries: int = DEFAULT_CACHE_MAX_ENTRIES,
         cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
         snapshot_builder: SnapshotBuilder | None = None,
     ) -> None:
+        if wal is not None and wal.engine is not engine:
+            raise ValueError("the RaftWal belongs to another engine")
         self._engine = engine
         self._region_id = region_id
-        self._hs_key = hard_state_key(region_id)
+        self._wal = wal
         # None: metadata-only snapshots at the commit index, like MemStorage (the store passes
         # a builder that also carries the region's data).
         self._snapshot_builder = snapshot_builder
-        # Cache bounds; the newest entry is kept even past the byte bound (unless entries=0).
+        # Cache bounds for entries readable from the engine; the newest entry is kept even past
+        # the byte bound (unless entries=0), and unreleased entries are kept whatever the bounds.
         self._cache_max_entries = cache_max_entries
         self._cache_max_bytes = cache_max_bytes
 
-        # -- committed view (what raft sees; on disk) --
+        # -- the view (what raft sees: on disk + handed out) --
         self._hard_state = HardState()
         self._conf_state = ConfState()
         # The entry before the first one (snapshot or compaction point); (0, 0) initially.
@@ -142,29 +148,26 @@ class RegionStorage:
         self._cache_sizes: list[int] = []
         self._cache_bytes = 0
         self._cache_first = 1
-
-        # -- written view (committed + pending batches); mutations check against it --
-        # Invariant: with no pending batch, it equals the committed view.
-        self._w_first = 1
-        self._w_last = 0
-        self._w_hard_state = self._hard_state
-        # (seq, first index rewritten) of every pending append (its first index), snapshot and
-        # destroy (0: everything), oldest first: the terms from there on are not committed.
-        self._w_rewrites: deque[tuple[int, int]] = deque()
-
-        # Bumped by rollback_pending(): hooks of older batches must never run.
-        self._epoch = 0
-        # Sequence number of the next batch / of the next batch whose hook must run.
-        self._seq_next = 0
-        self._seq_done = 0
-        # The updates of the last batch a mutation wrote into (to add more to the same hook).
-        self._cur: _BatchUpdates | None = None
-        self._cur_batch: WriteBatch | None = None
+        # [token, smallest first index] of appends whose entries are not yet readable from the
+        # engine, oldest token first; the writer calls `_release(token)` once they are.
+        self._unread: deque[list[int]] = deque()
 
         self._load()
+        self._writer: RaftLogWriter
+        if wal is None:
+            if engine.scan(CF_RAFT_WAL, limit=1):
+                raise EngineError(
+                    "the engine holds raft WAL records: open the region storages with its RaftWal"
+                )
+            self._writer = DirectLog(region_id, self._release)
+        else:
+            reg = wal.attach(region_id, self._last_index, self._release)
+            self._writer = reg
+            for token, fold in reg.pending_folds(wal.gen):
+                self._replay(fold, token)
 
     def _load(self) -> None:
-        """Recover hard state, conf state and log bounds from the engine."""
+        """Recover hard state, conf state and log bounds from the column families."""
         engine, r = self._engine, self._region_id
         raw = engine.get(CF_RAFT_STATE, hard_state_key(r))
         if raw:
@@ -188,9 +191,34 @@ class RegionStorage:
         else:
             self._last_index = self._truncated_index
         self._cache_first = self._last_index + 1
-        self._w_first = self._truncated_index + 1
-        self._w_last = self._last_index
-        self._w_hard_state = self._hard_state
+
+    def _replay(self, f: Fold, token: int) -> None:
+        """Apply a WAL fold (changes not in the column families) to the view. Lenient: the
+        column families may already hold part of it (a checkpoint committed, its hook not run)."""
+        if f.reset:
+            if f.state_deleted:
+                self._view_reset(0, 0)
+                self._hard_state = HardState()
+                self._conf_state = ConfState()
+            if f.trunc is not None:
+                self._view_reset(*f.trunc)
+        first = f.first
+        if first is not None:
+            raws = f.raws
+            skip = self._truncated_index + 1 - first
+            if skip > 0:
+                raws = raws[skip:]
+                first += skip
+            if raws:
+                assert first <= self._last_index + 1, f"region {self._region_id}: WAL gap"
+                self._note_unread(token, first)
+                self._view_append(first, [_parse_entry(v) for v in raws], [len(v) for v in raws])
+        if f.trunc is not None and f.trunc[0] > self._truncated_index:
+            self._view_compact(*f.trunc)
+        if f.hs is not None:
+            self._hard_state = f.hs
+        if f.cs is not None:
+            self._conf_state = ConfState.FromString(f.cs)
 
     # -- accessors --------------------------------------------------------------------------
 
@@ -198,12 +226,16 @@ class RegionStorage:
     def region_id(self) -> int:
         return self._region_id
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def hard_state(self) -> HardState:
-        """The committed hard state (do not mutate)."""
+        """The hard state of the view (do not mutate)."""
         return self._hard_state
 
     def conf_state(self) -> ConfState:
-        """The committed conf state (do not mutate)."""
+        """The conf state of the view (do not mutate)."""
         return self._conf_state
 
     def truncated_index(self) -> int:
@@ -214,12 +246,20 @@ class RegionStorage:
         return self._truncated_term
 
     def has_pending(self) -> bool:
-        """Whether a batch holding mutations has not been committed (its hooks run) yet."""
-        return self._seq_next != self._seq_done
+        """Whether a batch holding mutations of this storage is not committed yet."""
+        return self._writer.has_pending()
 
     def cached_range(self) -> tuple[int, int]:
         """The half-open index range `[lo, hi)` held by the entry cache."""
         return self._cache_first, self._last_index + 1
+
+    def unreleased_from(self) -> int:
+        """The smallest index that may not be readable from the engine yet (`last_index() + 1`
+        when every entry is)."""
+        u = self._unread
+        if not u:
+            return self._last_index + 1
+        return min(first for _, first in u)
 
     # -- Storage ----------------------------------------------------------------------------
 
@@ -284,9 +324,6 @@ class RegionStorage:
                 continue
             break
         if nxt < high:
-            if nxt == low:
-                # Compacted on disk by a batch whose commit hooks have not run yet.
-                raise Compacted()
             raise AssertionError(f"region {r}: raft log has a hole at index {nxt}")
         return out, True
 
@@ -302,8 +339,7 @@ class RegionStorage:
             return self._cache[idx - cache_first].term
         raw = self._engine.get(CF_RAFT_LOG, _log_key(self._region_id, idx))
         if raw is None:
-            # Compacted on disk by a batch whose commit hooks have not run yet.
-            raise Compacted()
+            raise AssertionError(f"region {self._region_id}: raft log has a hole at index {idx}")
         return _parse_entry(raw).term
 
     def first_index(self) -> int:
@@ -328,58 +364,83 @@ class RegionStorage:
             meta.index = request_index
         return snap
 
-    # -- mutations (into a batch; visible once its commit hooks run) ---------------------
+    # -- mutations (into a batch; in the view at once) ---------------------------------------
 
-    def _pending(self, batch: WriteBatch) -> _BatchUpdates:
-        """The committed-view updates `batch` carries for this storage (one commit hook per
-        storage per batch, whatever the number of mutations)."""
-        cur = self._cur
-        if cur is not None and self._cur_batch is batch:
-            return cur
-        cur = _BatchUpdates(self, self._epoch, self._seq_next)
-        batch.add_commit_hook(cur)
-        self._seq_next += 1
-        self._cur = cur
-        self._cur_batch = batch
-        return cur
-
-    def append(self, batch: WriteBatch, entries: Sequence[Entry]) -> None:
+    def append(
+        self, batch: WriteBatch, entries: Sequence[Entry], hs: HardState | None = None
+    ) -> None:
         """Append `entries` (contiguous), replacing any existing suffix from their first index
-        on (the keys past their last index are deleted). The storage keeps the entry objects:
-        do not mutate them afterwards."""
+        on; with `hs`, also persist that hard state (the same as `set_hard_state(batch, hs)`
+        afterwards, in one call: a Ready's usual writes). The storage keeps the entry and hard
+        state objects: do not mutate them afterwards."""
         n = len(entries)
         if not n:
+            if hs is not None:
+                self.set_hard_state(batch, hs)
             return
-        first = entries[0].index
-        w_last = self._w_last
-        assert self._w_first <= first, (
-            f"overwrite compacted raft logs, compacted: {self._w_first - 1}, append: {first}"
+        e = entries[0]
+        first = e.index
+        old_last = self._last_index
+        assert self._truncated_index < first, (
+            f"overwrite compacted raft logs, compacted: {self._truncated_index}, append: {first}"
         )
-        assert w_last + 1 >= first, (
-            f"raft logs should be continuous, last index: {w_last}, new appended: {first}"
+        assert old_last + 1 >= first, (
+            f"raft logs should be continuous, last index: {old_last}, new appended: {first}"
         )
-        last = first + n - 1
-        assert n == 1 or entries[-1].index == last, f"entries not contiguous from {first}"
-        r = self._region_id
         if n == 1:
-            raw = entries[0].SerializeToString()
-            items = [(_log_key(r, first), raw)]
-            sizes = [len(raw)]
-            size = sizes[0]
+            raw = e.SerializeToString()
+            size = len(raw)
+            token = self._writer.append(batch, first, old_last, [raw], size, hs)
         else:
-            items = [(_log_key(r, i), e.SerializeToString()) for i, e in enumerate(entries, first)]
-            sizes = [len(v) for _, v in items]
-            size = sum(sizes)
-        pending = self._cur if self._cur_batch is batch else self._pending(batch)
-        assert pending is not None
-        if last < w_last:
-            batch.delete_range(CF_RAFT_LOG, _log_key(r, last + 1), _log_key(r, w_last + 1))
-        batch.extend_trusted(CF_RAFT_LOG, items, size + RAFT_LOG_KEY_LEN * n)
-        self._w_last = last
-        self._w_rewrites.append((pending.seq, first))
-        pending.updates.append((first, list(entries), sizes))
+            assert entries[-1].index == first + n - 1, f"entries not contiguous from {first}"
+            raws = [x.SerializeToString() for x in entries]
+            sizes = [len(v) for v in raws]
+            token = self._writer.append(batch, first, old_last, raws, sum(sizes), hs)
+        # Before the cache update: its trimming must see these entries as unreleased.
+        u = self._unread
+        if u and u[-1][0] == token:
+            if first < u[-1][1]:
+                u[-1][1] = first
+        else:
+            u.append([token, first])
+        if hs is not None:
+            self._hard_state = hs
+        if n == 1:
+            cache = self._cache
+            if first == self._cache_first + len(cache):
+                # The hot path: one entry right after the cached ones.
+                cache.append(e)
+                self._cache_sizes.append(size)
+                self._cache_bytes += size
+                self._last_index = first
+                if (
+                    len(cache) > self._cache_max_entries
+                    or self._cache_bytes > self._cache_max_bytes
+                ):
+                    self._trim_cache()
+            else:
+                self._view_append(first, [e], [size])
+        else:
+            self._view_append(first, list(entries), sizes)
 
-    def _commit_append(self, first: int, ents: list[Entry], sizes: list[int]) -> None:
+    def _note_unread(self, token: int, first: int) -> None:
+        u = self._unread
+        if u and u[-1][0] == token:
+            if first < u[-1][1]:
+                u[-1][1] = first
+        else:
+            u.append([token, first])
+
+    def _release(self, token: int) -> None:
+        """The writer's callback: appends with tokens <= `token` are readable from the
+        engine."""
+        u = self._unread
+        while u and u[0][0] <= token:
+            u.popleft()
+        if len(self._cache) > self._cache_max_entries or self._cache_bytes > self._cache_max_bytes:
+            self._trim_cache()
+
+    def _view_append(self, first: int, ents: list[Entry], sizes: list[int]) -> None:
         cache, cache_sizes = self._cache, self._cache_sizes
         cut = first - self._cache_first
         n = len(cache)
@@ -404,15 +465,22 @@ class RegionStorage:
 
     def _trim_cache(self) -> None:
         """Drop the oldest cached entries down to 3/4 of the bounds (so trimming is amortized
-        over many appends), keeping the newest entry unless the cache is disabled."""
+        over many appends), never an unreleased one, keeping the newest entry unless the cache
+        is disabled."""
         cache, sizes = self._cache, self._cache_sizes
         n = len(cache)
         max_n = self._cache_max_entries * 3 // 4
         max_bytes = self._cache_max_bytes * 3 // 4
         keep_at_least = 1 if self._cache_max_entries > 0 else 0
+        # Never drop entries at or past the unread floor.
+        n_max_drop = self.unreleased_from() - self._cache_first
         drop = 0
         total = self._cache_bytes
-        while n - drop > keep_at_least and (n - drop > max_n or total > max_bytes):
+        while (
+            drop < n_max_drop
+            and n - drop > keep_at_least
+            and (n - drop > max_n or total > max_bytes)
+        ):
             total -= sizes[drop]
             drop += 1
         if drop:
@@ -421,9 +489,7 @@ class RegionStorage:
             self._cache_bytes = total
             self._cache_first += drop
 
-    def compact_cache(self, index: int) -> None:
-        """Drop cached entries before `index` (e.g. applied and sent to every follower). The
-        log itself is untouched; those entries are then read from the engine."""
+    def _drop_cache_before(self, index: int) -> None:
         cache_first = self._cache_first
         drop = min(index, self._last_index + 1) - cache_first
         if drop > 0:
@@ -432,19 +498,20 @@ class RegionStorage:
             del self._cache_sizes[:drop]
             self._cache_first = cache_first + drop
 
+    def compact_cache(self, index: int) -> None:
+        """Drop cached entries before `index` (e.g. applied and sent to every follower) that
+        are readable from the engine; the log itself is untouched."""
+        self._drop_cache_before(min(index, self.unreleased_from()))
+
     def set_hard_state(self, batch: WriteBatch, hs: HardState) -> None:
         """Persist `hs`. The storage keeps the object: do not mutate it afterwards."""
-        pending = self._cur if self._cur_batch is batch else self._pending(batch)
-        assert pending is not None
-        batch.extend_trusted(CF_RAFT_STATE, [(self._hs_key, hs.SerializeToString())], 32)
-        self._w_hard_state = hs
-        pending.hard_state = hs
+        self._writer.hard_state(batch, hs)
+        self._hard_state = hs
 
     def set_conf_state(self, batch: WriteBatch, cs: ConfState) -> None:
         """Persist `cs`. The storage keeps the object: do not mutate it afterwards."""
-        pending = self._pending(batch)
-        batch.put(CF_RAFT_STATE, conf_state_key(self._region_id), cs.SerializeToString())
-        pending.conf_state = cs
+        self._writer.conf_state(batch, cs.SerializeToString())
+        self._conf_state = cs
 
     def apply_snapshot(self, batch: WriteBatch, snapshot: Snapshot) -> None:
         """Replace the log by `snapshot`'s metadata point: the log becomes empty after it, the
@@ -453,30 +520,20 @@ class RegionStorage:
         already holds its index (first_index > index), like MemStorage."""
         meta = snapshot.metadata
         index, term = meta.index, meta.term
-        if self._w_first > index:
+        if self._truncated_index + 1 > index:
             raise SnapshotOutOfDate()
-        r = self._region_id
         hs = HardState()
-        hs.CopyFrom(self._w_hard_state)
+        hs.CopyFrom(self._hard_state)
         hs.term = max(hs.term, term)
         hs.commit = index
         cs = ConfState()
         cs.CopyFrom(meta.conf_state)
-        pending = self._pending(batch)
-        start, end = raft_log_bounds(r)
-        batch.delete_range(CF_RAFT_LOG, start, end)
-        batch.put(CF_RAFT_STATE, hard_state_key(r), hs.SerializeToString())
-        batch.put(CF_RAFT_STATE, conf_state_key(r), cs.SerializeToString())
-        batch.put(CF_RAFT_STATE, truncated_state_key(r), encode_truncated_state(index, term))
-        self._w_first = index + 1
-        self._w_last = index
-        self._w_hard_state = hs
-        self._w_rewrites.append((pending.seq, 0))
-        pending.updates.append(lambda: self._reset_log(index, term))
-        pending.hard_state = hs
-        pending.conf_state = cs
+        self._writer.reset(batch, index, term, hs, cs.SerializeToString())
+        self._view_reset(index, term)
+        self._hard_state = hs
+        self._conf_state = cs
 
-    def _reset_log(self, index: int, term: int) -> None:
+    def _view_reset(self, index: int, term: int) -> None:
         self._truncated_index = index
         self._truncated_term = term
         self._last_index = index
@@ -488,117 +545,39 @@ class RegionStorage:
     def compact(self, batch: WriteBatch, compact_index: int) -> bool:
         """Discard the entries before `compact_index`, keeping the term of the last one gone
         (so `term(first_index() - 1)` keeps working). Returns True when the compaction was
-        written into `batch`; False, doing nothing, when there is nothing to compact
-        (`compact_index <= first_index()`, pending compactions included) or when it must wait
-        for a pending batch that rewrites the entry whose term the truncated state keeps (an
-        append from that index or before, a snapshot, a destroy; log GC simply tries again
-        later). Compacting past `last_index() + 1` is a caller bug."""
-        w_first = self._w_first
-        if compact_index <= w_first:
-            return False
-        assert compact_index <= self._w_last + 1, (
-            f"compact not received raft logs: {compact_index}, last index: {self._w_last}"
-        )
-        idx = compact_index - 1
-        if any(first <= idx for _, first in self._w_rewrites):
+        written into `batch`, False (doing nothing) when there is nothing to compact
+        (`compact_index <= first_index()`). Compacting past `last_index() + 1` is a caller
+        bug."""
+        old_first = self._truncated_index + 1
+        if compact_index <= old_first:
             return False
         assert compact_index <= self._last_index + 1, (
-            f"compact uncommitted raft logs: {compact_index}, committed last: {self._last_index}"
+            f"compact not received raft logs: {compact_index}, last index: {self._last_index}"
         )
+        idx = compact_index - 1
         term = self.term(idx)
-        r = self._region_id
-        pending = self._pending(batch)
-        batch.delete_range(CF_RAFT_LOG, _log_key(r, w_first), _log_key(r, compact_index))
-        batch.put(CF_RAFT_STATE, truncated_state_key(r), encode_truncated_state(idx, term))
-        self._w_first = compact_index
-
-        def update() -> None:
-            self._truncated_index = idx
-            self._truncated_term = term
-            self.compact_cache(compact_index)
-
-        pending.updates.append(update)
+        self._writer.compact(batch, old_first, idx, term)
+        self._view_compact(idx, term)
         return True
+
+    def _view_compact(self, idx: int, term: int) -> None:
+        self._truncated_index = idx
+        self._truncated_term = term
+        if self._cache_first <= idx:
+            self._drop_cache_before(idx + 1)
+            self._cache_first = max(self._cache_first, idx + 1)
 
     def destroy(self, batch: WriteBatch) -> None:
         """Delete the region's raft log and raft state (hard state, conf state, truncated
         state); the region local state and apply state are the store's to delete."""
-        r = self._region_id
-        pending = self._pending(batch)
-        start, end = raft_log_bounds(r)
-        batch.delete_range(CF_RAFT_LOG, start, end)
-        for key in (hard_state_key(r), conf_state_key(r), truncated_state_key(r)):
-            batch.delete(CF_RAFT_STATE, key)
-        empty = HardState()
-        self._w_first = 1
-        self._w_last = 0
-        self._w_hard_state = empty
-        self._w_rewrites.append((pending.seq, 0))
-        pending.updates.append(lambda: self._reset_log(0, 0))
-        pending.hard_state = empty
-        pending.conf_state = ConfState()
-
-    def rollback_pending(self) -> None:
-        """Forget every batch not committed yet (they were dropped, never written): the
-        written view returns to the committed one and their hooks become invalid. After a
-        failed commit the engine's state is unknown: restart (a new RegionStorage) instead."""
-        self._epoch += 1
-        self._seq_next = self._seq_done
-        self._w_rewrites.clear()
-        self._cur = None
-        self._cur_batch = None
-        self._w_first = self._truncated_index + 1
-        self._w_last = self._last_index
-        self._w_hard_state = self._hard_state
+        self._writer.destroy(batch)
+        self._view_reset(0, 0)
+        self._hard_state = HardState()
+        self._conf_state = ConfState()
 
     def __repr__(self) -> str:
+        mode = "wal" if self._wal is not None else "direct"
         return (
-            f"RegionStorage(region={self._region_id}, first={self._truncated_index + 1}, "
+            f"RegionStorage(region={self._region_id}, {mode}, first={self._truncated_index + 1}, "
             f"last={self._last_index}, cache=[{self._cache_first}, {self._last_index + 1}))"
         )
-
-
-class _BatchUpdates:
-    """The committed-view updates one batch carries for one `RegionStorage`; the batch's commit
-    hook (this object) applies them in order, then the batch's last hard / conf state."""
-
-    __slots__ = ("storage", "epoch", "seq", "updates", "hard_state", "conf_state")
-
-    def __init__(self, storage: RegionStorage, epoch: int, seq: int) -> None:
-        self.storage = storage
-        # The storage's epoch and batch sequence number when the batch was first written to.
-        self.epoch = epoch
-        self.seq = seq
-        # Log updates, in mutation order: an append as (first, entries, encoded sizes), or a
-        # callable (snapshot, compaction, destroy).
-        self.updates: list[tuple[int, list[Entry], list[int]] | Callable[[], None]] = []
-        # The last hard state / conf state this batch writes, if any.
-        self.hard_state: HardState | None = None
-        self.conf_state: ConfState | None = None
-
-    def __call__(self) -> None:
-        s, seq = self.storage, self.seq
-        if self.epoch != s._epoch or seq != s._seq_done:
-            raise AssertionError(
-                f"region {s._region_id}: commit hook of a batch dropped by rollback_pending()"
-                if self.epoch != s._epoch
-                else f"region {s._region_id}: batches committed out of order "
-                f"(batch {seq}, expected {s._seq_done})"
-            )
-        s._seq_done = seq + 1
-        rewrites = s._w_rewrites
-        while rewrites and rewrites[0][0] <= seq:
-            rewrites.popleft()
-        if s._cur is self:
-            s._cur = None
-            s._cur_batch = None
-        for update in self.updates:
-            if type(update) is tuple:
-                s._commit_append(*update)
-            else:
-                assert callable(update)
-                update()
-        if self.hard_state is not None:
-            s._hard_state = self.hard_state
-        if self.conf_state is not None:
-            s._conf_state = self.conf_state

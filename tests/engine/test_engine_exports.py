@@ -37,7 +37,14 @@ def test_public_names_exist() -> None:
 
 
 def test_cf_names() -> None:
-    assert engine_pkg.ALL_CFS == ("raft_log", "raft_state", "apply_state", "kv", "meta")
+    assert engine_pkg.ALL_CFS == (
+        "raft_log",
+        "raft_state",
+        "apply_state",
+        "kv",
+        "meta",
+        "raft_wal",
+    )
 
 
 @pytest.mark.parametrize("module", MODULES)

@@ -453,3 +453,22 @@ def test_engine_matches_a_dict_model(
         rev = expected[::-1] if limit is None else expected[::-1][:limit]
         assert engine.scan(cf, start, end, limit) == fwd
         assert engine.scan(cf, start, end, limit, reverse=True) == rev
+
+
+def test_prepare_hooks_run_once_at_write_and_may_add_operations(engine: Engine) -> None:
+    wb = WriteBatch()
+    ran: list[int] = []
+
+    def add_more() -> None:
+        ran.append(1)
+        wb.put(CF_META, b"added-by-prepare", b"1")
+
+    wb.add_prepare_hook(add_more)
+    assert engine.get(CF_META, b"added-by-prepare") is None
+    engine.write(wb)  # an empty batch until prepared: the hook's put is written
+    assert ran == [1]
+    assert engine.get(CF_META, b"added-by-prepare") == b"1"
+    with pytest.raises(ValueError):
+        wb.add_prepare_hook(add_more)
+    wb.prepare()  # at most once
+    assert ran == [1]

@@ -14,8 +14,11 @@ import pytest
 from multiraft.engine import (
     CF_RAFT_LOG,
     CF_RAFT_STATE,
+    CF_RAFT_WAL,
     Engine,
+    EngineError,
     MemoryEngine,
+    RaftWal,
     RegionStorage,
     WriteBatch,
     WriteFailed,
@@ -94,25 +97,46 @@ class MemHarness(Harness):
 
 
 class RegionHarness(Harness):
-    def __init__(self, factory: EngineFactory, **kwargs: Any) -> None:
+    """RegionStorage over an engine; with `wal=True` over a `RaftWal` that checkpoints every
+    `checkpoint_rounds` commits (so reads straddle the WAL view and the column families)."""
+
+    def __init__(
+        self, factory: EngineFactory, wal: bool = False, checkpoint_rounds: int = 2, **kwargs: Any
+    ) -> None:
         self.factory = factory
+        self.use_wal = wal
+        self.checkpoint_rounds = checkpoint_rounds
         self.kwargs = kwargs
         self.engine = factory.open()
-        self.storage: RegionStorage = RegionStorage(self.engine, REGION, **kwargs)
+        self.wal = self.open_wal()
+        self.storage: RegionStorage = self.new_storage(REGION, **kwargs)
         # Neighbour regions share the column families: they must never be touched.
         for rid in (REGION - 1, REGION + 1):
-            s = RegionStorage(self.engine, rid)
+            s = self.new_storage(rid)
             wb = WriteBatch()
             s.append(wb, [new_entry(i, 1) for i in (1, 2, 3)])
             s.set_hard_state(wb, HardState(term=1, vote=1, commit=3))
-            self.engine.write(wb)
-            wb.run_commit_hooks()
+            self.write(wb)
+
+    def open_wal(self) -> RaftWal | None:
+        if not self.use_wal:
+            return None
+        return RaftWal(self.engine, checkpoint_rounds=self.checkpoint_rounds)
+
+    def new_storage(self, rid: int, **kwargs: Any) -> RegionStorage:
+        return RegionStorage(self.engine, rid, wal=self.wal, **kwargs)
+
+    def write(self, wb: WriteBatch) -> None:
+        """Commit `wb` the way the batching layer does."""
+        if self.wal is not None:
+            self.wal.end_round(wb)
+        self.engine.write(wb)
+        wb.run_commit_hooks()
 
     def commit(self, mutate: Callable[[WriteBatch], object]) -> None:
         wb = WriteBatch()
         mutate(wb)
-        self.engine.write(wb)
-        wb.run_commit_hooks()
+        self.write(wb)
 
     def append(self, ents: Sequence[Entry]) -> None:
         self.commit(lambda wb: self.storage.append(wb, ents))
@@ -131,11 +155,12 @@ class RegionHarness(Harness):
 
     def restart(self) -> None:
         self.engine = self.factory.reopen()
-        self.storage = RegionStorage(self.engine, REGION, **self.kwargs)
+        self.wal = self.open_wal()
+        self.storage = self.new_storage(REGION, **self.kwargs)
 
     def check_neighbours(self) -> None:
         for rid in (REGION - 1, REGION + 1):
-            s = RegionStorage(self.engine, rid)
+            s = self.new_storage(rid)
             assert (s.first_index(), s.last_index()) == (1, 3)
             assert s.initial_state().hard_state == HardState(term=1, vote=1, commit=3)
 
@@ -147,6 +172,9 @@ HARNESSES = [
     "region-memory-cache2",
     "region-lmdb",
     "region-lmdb-cache2",
+    "region-memory-wal",
+    "region-memory-wal-nocache",
+    "region-lmdb-wal-cache2",
 ]
 
 
@@ -163,7 +191,7 @@ def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]
     elif kind.endswith("cache2"):
         kwargs["cache_max_entries"] = 2
     factory = EngineFactory(engine_kind, tmp_path / "store")
-    h = RegionHarness(factory, **kwargs)
+    h = RegionHarness(factory, wal="-wal" in kind, **kwargs)
     yield h
     h.check_neighbours()
     factory.close()
@@ -340,7 +368,9 @@ def test_append(harness: Harness, ents: list[tuple[int, int]], want: list[tuple[
 
     check_both_before_and_after_restart(harness, check)
     if isinstance(harness, RegionHarness):
-        # The conflicting suffix is gone from disk too.
+        # The conflicting suffix is gone from disk too (with a WAL: once checkpointed).
+        if harness.wal is not None:
+            harness.commit(harness.wal.checkpoint)
         start, end = raft_log_bounds(REGION)
         keys = [k for k, _ in harness.engine.scan(CF_RAFT_LOG, start, end)]
         assert keys == [raft_log_key(REGION, i) for i, _ in want]
@@ -430,33 +460,57 @@ def test_snapshot_like_memstorage(harness: Harness) -> None:
 # -- RegionStorage only ---------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "lmdb"])
+@pytest.fixture(params=["memory", "lmdb", "memory-wal", "lmdb-wal"])
 def region(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegionHarness]:
-    factory = EngineFactory(request.param, tmp_path / "store")
-    h = RegionHarness(factory)
+    kind: str = request.param
+    factory = EngineFactory(kind.removesuffix("-wal"), tmp_path / "store")
+    h = RegionHarness(factory, wal=kind.endswith("-wal"))
     yield h
     h.check_neighbours()
     factory.close()
 
 
-def test_nothing_is_visible_until_the_commit_hooks_run(region: RegionHarness) -> None:
-    s, engine = region.storage, region.engine
+def write_raw(region: RegionHarness, wb: WriteBatch) -> None:
+    """Commit without running the hooks (a writer thread did it, the store has not polled)."""
+    if region.wal is not None:
+        region.wal.end_round(wb)
+    region.engine.write(wb)
+
+
+def test_mutations_are_readable_at_once(region: RegionHarness) -> None:
+    """raft-rs's async-ready contract: what is handed out in a batch is readable through the
+    Storage at once (it left the raft unstable log), before the batch is committed."""
+    s = region.storage
     setup_log(region, ENTS_345)
     wb = WriteBatch()
     s.append(wb, [new_entry(4, 6), new_entry(5, 6), new_entry(6, 6)])
     s.set_hard_state(wb, HardState(term=6, vote=3, commit=5))
-    s.compact(wb, 4)
+    assert s.compact(wb, 4)
     assert s.has_pending()
-    # Not written: the storage reports the old state...
-    assert (s.first_index(), s.last_index(), s.term(5)) == (3, 5, 5)
-    assert s.initial_state().hard_state.term == 2
-    engine.write(wb)
-    # ...written but the hooks have not run: still the old state (in-memory).
-    assert (s.first_index(), s.last_index(), s.term(5)) == (3, 5, 5)
+    assert (s.first_index(), s.last_index(), s.term(5), s.term(3)) == (4, 6, 6, 3)
+    assert pairs(s.entries(4, 7)) == [(4, 6, b""), (5, 6, b""), (6, 6, b"")]
+    assert s.initial_state().hard_state == HardState(term=6, vote=3, commit=5)
+    # Not on disk: a fresh storage (a restart) sees the old state.
+    region.restart()
+    s2 = region.storage
+    assert (s2.first_index(), s2.last_index(), s2.term(5)) == (3, 5, 5)
+    assert s2.initial_state().hard_state.term == 2
+
+
+def test_commit_makes_it_durable(region: RegionHarness) -> None:
+    s = region.storage
+    setup_log(region, ENTS_345)
+    wb = WriteBatch()
+    s.append(wb, [new_entry(6, 6)])
+    s.set_hard_state(wb, HardState(term=6, vote=3, commit=5))
+    write_raw(region, wb)
+    assert s.has_pending()  # the hooks have not run
     wb.run_commit_hooks()
     assert not s.has_pending()
-    assert (s.first_index(), s.last_index(), s.term(5)) == (4, 6, 6)
-    assert s.initial_state().hard_state == HardState(term=6, vote=3, commit=5)
+    region.restart()
+    s2 = region.storage
+    assert (s2.first_index(), s2.last_index(), s2.term(6)) == (3, 6, 6)
+    assert s2.initial_state().hard_state == HardState(term=6, vote=3, commit=5)
 
 
 def test_a_batch_never_committed_changes_nothing_after_restart(region: RegionHarness) -> None:
@@ -466,6 +520,7 @@ def test_a_batch_never_committed_changes_nothing_after_restart(region: RegionHar
     region.storage.append(wb, [new_entry(4, 7), new_entry(5, 7), new_entry(6, 7)])
     region.storage.set_hard_state(wb, HardState(term=7, vote=2, commit=6))
     region.storage.apply_snapshot(wb, new_snapshot(6, 7))
+    region.storage.compact(wb, 7)
     region.restart()  # the batch is dropped
     s = region.storage
     assert (s.first_index(), s.last_index()) == (3, 5)
@@ -473,7 +528,7 @@ def test_a_batch_never_committed_changes_nothing_after_restart(region: RegionHar
     assert s.initial_state().hard_state == HardState(term=5, vote=1, commit=4)
 
 
-def test_a_failed_commit_changes_nothing(tmp_path: Path) -> None:
+def test_a_failed_commit_changes_nothing_on_disk() -> None:
     engine = MemoryEngine()
     s = RegionStorage(engine, REGION)
     wb = WriteBatch()
@@ -482,37 +537,37 @@ def test_a_failed_commit_changes_nothing(tmp_path: Path) -> None:
     wb.run_commit_hooks()
     wb = WriteBatch()
     s.append(wb, [new_entry(2, 1)])
+    assert s.last_index() == 2  # handed out
     engine.fail_next_write()
     with pytest.raises(WriteFailed):
         engine.write(wb)
     with pytest.raises(AssertionError):
         wb.run_commit_hooks()
-    assert s.last_index() == 1
-    assert RegionStorage(engine, REGION).last_index() == 1
+    assert s.has_pending()  # never acknowledged
+    assert RegionStorage(engine, REGION).last_index() == 1  # the restart sees the disk
 
 
-def test_pipelined_batches_are_checked_against_the_written_view(region: RegionHarness) -> None:
+def test_pipelined_batches_see_what_earlier_batches_handed_out(region: RegionHarness) -> None:
     """Round N+1 is filled while round N is not committed: a conflicting append in N+1 must
     delete what N wrote past its end."""
-    s, engine = region.storage, region.engine
+    s = region.storage
     wb1, wb2 = WriteBatch(), WriteBatch()
     s.append(wb1, [new_entry(i, 1) for i in range(1, 6)])
+    assert s.last_index() == 5
     s.append(wb2, [new_entry(3, 2)])  # conflicts with 3..5 of wb1
     s.set_hard_state(wb2, HardState(term=2, commit=2))
-    assert s.last_index() == 0
-    engine.write(wb1)
-    wb1.run_commit_hooks()
-    assert s.last_index() == 5
-    engine.write(wb2)
-    wb2.run_commit_hooks()
+    assert [(e.index, e.term) for e in s.entries(1, 4)] == [(1, 1), (2, 1), (3, 2)]
+    region.write(wb1)
+    region.write(wb2)
     assert pairs(s.entries(1, 4)) == [(1, 1, b""), (2, 1, b""), (3, 2, b"")]
     region.restart()
     assert region.storage.last_index() == 3
     assert [(e.index, e.term) for e in region.storage.entries(1, 4)] == [(1, 1), (2, 1), (3, 2)]
 
 
-def test_commit_hooks_out_of_order_are_refused(region: RegionHarness) -> None:
-    s, engine = region.storage, region.engine
+def test_commit_hooks_out_of_order_are_refused(tmp_path: Path) -> None:
+    engine = MemoryEngine()
+    s = RegionStorage(engine, REGION)
     wb1, wb2 = WriteBatch(), WriteBatch()
     s.append(wb1, [new_entry(1, 1)])
     s.append(wb2, [new_entry(2, 1)])
@@ -521,65 +576,51 @@ def test_commit_hooks_out_of_order_are_refused(region: RegionHarness) -> None:
         wb2.run_commit_hooks()
 
 
-def test_rollback_pending(region: RegionHarness) -> None:
-    s, engine = region.storage, region.engine
-    setup_log(region, ENTS_345)
-    dropped = WriteBatch()
-    s.append(dropped, [new_entry(6, 6), new_entry(7, 6)])
-    s.rollback_pending()
-    assert not s.has_pending()
-    wb = WriteBatch()
-    s.append(wb, [new_entry(6, 7)])  # checked against the committed view again
-    engine.write(wb)
-    wb.run_commit_hooks()
-    assert (s.last_index(), s.term(6)) == (6, 7)
-    engine.write(dropped)
-    with pytest.raises(AssertionError, match="rollback_pending"):
-        dropped.run_commit_hooks()
-
-
-def test_engine_ahead_of_the_view_reports_compaction(region: RegionHarness) -> None:
-    """A compaction committed by the writer thread, hooks not run yet: reads of the compacted
-    range answer Compacted (raft then sends a snapshot), never garbage."""
-    s, engine = region.storage, region.engine
-    s._cache_max_entries = 0  # force engine reads
+def test_compaction_is_visible_at_once_and_reads_stay_correct(region: RegionHarness) -> None:
+    s = region.storage
+    s._cache_max_entries = 0  # force engine reads of what is released
     setup_log(region, [new_entry(i, 3) for i in range(3, 20)])
     wb = WriteBatch()
     assert s.compact(wb, 10)
-    engine.write(wb)
-    assert s.first_index() == 3
+    assert s.first_index() == 10
     with pytest.raises(Compacted):
         s.entries(3, 12)
     with pytest.raises(Compacted):
         s.term(5)
     assert s.term(12) == 3
+    assert s.term(9) == 3
+    write_raw(region, wb)  # on disk, hooks not run: the engine is ahead of the hooks
+    assert pairs(s.entries(10, 20)) == [(i, 3, b"") for i in range(10, 20)]
     wb.run_commit_hooks()
     assert s.first_index() == 10
+    region.restart()
+    assert region.storage.first_index() == 10
+    assert pairs(region.storage.entries(10, 20)) == [(i, 3, b"") for i in range(10, 20)]
 
 
-def test_compact_waits_for_pending_rewrites_and_snapshots(region: RegionHarness) -> None:
-    s, engine = region.storage, region.engine
+def test_compaction_does_not_wait_for_pending_rewrites(region: RegionHarness) -> None:
+    s = region.storage
     setup_log(region, [new_entry(i, 3) for i in range(3, 10)])
     pending = WriteBatch()
     s.append(pending, [new_entry(6, 4)])  # rewrites 6.. (not durable yet)
-    assert not s.compact(WriteBatch(), 7)  # the term of 6 may change: must wait
     wb = WriteBatch()
-    assert s.compact(wb, 6)  # 5 is untouched by the pending append
-    assert not s.compact(WriteBatch(), 6)  # already (pending) compacted
-    later = WriteBatch()
-    assert not s.compact(later, 7)  # still behind the pending rewrite of 6
+    assert s.compact(wb, 7)  # keeps the term of 6 as handed out: 4
+    assert (s.first_index(), s.truncated_term()) == (7, 4)
+    assert not s.compact(WriteBatch(), 7)  # nothing left to compact
     snap = WriteBatch()
     s.apply_snapshot(snap, new_snapshot(20, 5))
-    assert not s.compact(WriteBatch(), 8)  # behind the pending snapshot: nothing to do
-    for b in (pending, wb, snap, later):
-        engine.write(b)
-        b.run_commit_hooks()
+    assert not s.compact(WriteBatch(), 8)  # behind the snapshot: nothing to do
+    for b in (pending, wb, snap):
+        region.write(b)
+    assert (s.first_index(), s.last_index(), s.term(20)) == (21, 20, 5)
+    region.restart()
+    s = region.storage
     assert (s.first_index(), s.last_index(), s.term(20)) == (21, 20, 5)
 
 
-def test_compact_is_not_blocked_by_continuous_pipelining(region: RegionHarness) -> None:
+def test_compact_under_continuous_pipelining(region: RegionHarness) -> None:
     """Rounds keep one batch in flight: compaction of older entries still proceeds."""
-    s, engine = region.storage, region.engine
+    s = region.storage
     in_flight: WriteBatch | None = None
     for i in range(1, 30):
         wb = WriteBatch()
@@ -587,13 +628,32 @@ def test_compact_is_not_blocked_by_continuous_pipelining(region: RegionHarness) 
         if i > 10:
             assert s.compact(wb, i - 5)
         if in_flight is not None:
-            engine.write(in_flight)
-            in_flight.run_commit_hooks()
+            region.write(in_flight)
         in_flight = wb
     assert in_flight is not None
-    engine.write(in_flight)
-    in_flight.run_commit_hooks()
+    region.write(in_flight)
     assert (s.first_index(), s.last_index()) == (24, 29)
+    region.restart()
+    assert (region.storage.first_index(), region.storage.last_index()) == (24, 29)
+
+
+def test_unreleased_entries_stay_cached_whatever_the_bounds(region: RegionHarness) -> None:
+    s = region.storage
+    s._cache_max_entries = 0
+    wb = WriteBatch()
+    s.append(wb, [new_entry(i, 1) for i in range(1, 8)])
+    assert s.cached_range() == (1, 8)
+    assert s.unreleased_from() == 1
+    region.write(wb)
+    if region.wal is None:
+        assert s.cached_range() == (8, 8)  # on disk: the disabled cache lets go of them
+    else:
+        assert region.wal.checkpoint(wb2 := WriteBatch())
+        region.engine.write(wb2)
+        wb2.run_commit_hooks()
+        assert s.cached_range() == (8, 8)  # in raft_log once checkpointed
+    assert s.unreleased_from() == 8
+    assert pairs(s.entries(1, 8)) == [(i, 1, b"") for i in range(1, 8)]
 
 
 def test_cache_serves_the_newest_entries(tmp_path: Path) -> None:
@@ -657,14 +717,19 @@ def test_destroy(region: RegionHarness) -> None:
         s = region.storage
         assert (s.first_index(), s.last_index(), s.term(0)) == (1, 0, 0)
         assert not s.initial_state().initialized()
-        assert region.engine.get(CF_RAFT_STATE, hard_state_key(REGION)) is None
 
     check_both_before_and_after_restart(region, check)
+    if region.wal is not None:
+        region.commit(region.wal.checkpoint)
+    assert region.engine.get(CF_RAFT_STATE, hard_state_key(REGION)) is None
+    start, end = raft_log_bounds(REGION)
+    assert region.engine.scan(CF_RAFT_LOG, start, end) == []
 
 
-def test_restart_recovers_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wal", [False, True], ids=["direct", "wal"])
+def test_restart_recovers_everything(tmp_path: Path, wal: bool) -> None:
     factory = EngineFactory("lmdb", tmp_path / "store")
-    h = RegionHarness(factory)
+    h = RegionHarness(factory, wal=wal, checkpoint_rounds=3)
     setup_log(h, [new_entry(i, 2 + i // 10, b"p%d" % i) for i in range(3, 100)])
     h.compact(40)
     h.append([new_entry(i, 20, b"q%d" % i) for i in range(90, 120)])
@@ -685,7 +750,11 @@ def test_restart_recovers_everything(tmp_path: Path) -> None:
     want = state(before)
     h.restart()
     assert state(h.storage) == want
-    assert h.storage.cached_range() == (120, 120)  # the cache starts empty
+    if not wal:
+        assert h.storage.cached_range() == (120, 120)  # the cache starts empty
+    else:
+        # The WAL's records since the last checkpoint are replayed into the cache.
+        assert h.storage.cached_range()[1] == 120
     factory.close()
 
 
@@ -706,4 +775,19 @@ def test_mutations_need_an_open_batch() -> None:
     with pytest.raises(ValueError):
         s.append(wb, [new_entry(1, 1)])
     assert s.last_index() == 0
-    s.rollback_pending()
+    w = RegionStorage(engine, REGION + 1, wal=RaftWal(engine))
+    with pytest.raises(ValueError):
+        w.append(wb, [new_entry(1, 1)])
+    assert w.last_index() == 0
+
+
+def test_direct_mode_refuses_an_engine_with_wal_records() -> None:
+    engine = MemoryEngine()
+    wal = RaftWal(engine)
+    s = RegionStorage(engine, REGION, wal=wal)
+    wb = WriteBatch()
+    s.append(wb, [new_entry(1, 1)])
+    engine.write(wb)
+    assert engine.scan(CF_RAFT_WAL)
+    with pytest.raises(EngineError, match="RaftWal"):
+        RegionStorage(engine, REGION)
