@@ -7,6 +7,7 @@ the KV apply path (`apply`); the Store and Peer come next
 
 from .errors import (
     EpochNotMatch,
+    InvalidRequest,
     KeyNotInRegion,
     NotLeader,
     RegionBusy,
@@ -33,6 +34,7 @@ __all__ = [
     "KeyNotInRegion",
     "NotLeader",
     "RegionBusy",
+    "InvalidRequest",
     "RegionNotFound",
     "ServerBusy",
     "StaleCommand",

@@ -20,7 +20,7 @@ from multiraft.engine.engine import ReadView
 
 from .cmd import OP_CAS, OP_DELETE, OP_PUT, Command
 
-__all__ = ["CasFailed", "Applied", "KvApplier", "DedupeTable"]
+__all__ = ["CasFailed", "Applied", "KvApplier", "DedupeTable", "dedupe_bounds"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -41,53 +41,98 @@ class Applied:
 Result = Applied | CasFailed
 
 
+def dedupe_bounds(region_id: int) -> tuple[bytes, bytes]:
+    """The apply_state key range of one region's request-id records (both kinds)."""
+    prefix = region_id.to_bytes(8, "big")
+    return prefix + _RECORD, prefix + b"\x04"
+
+
+_RECORD = b"\x02"  # region id, 0x02, request id -> [index, result]
+_BY_INDEX = b"\x03"  # region id, 0x03, index u64 BE, request id -> b"" (for GC)
+
+
 class DedupeTable:
     """The results of request ids applied in one region, so a retried write applies once.
 
-    Records are persisted in the apply_state column family (key: region id, 0x02, request id)
-    in the same write batch as the apply they describe, so they survive restarts exactly as
-    far as the applied data does; recent ones are also cached in memory.
-    Not yet garbage-collected: a record costs ~40 bytes per write (see the issue 5 notes).
+    Records are persisted in the apply_state column family in the same write batch as the
+    apply they describe, so they survive restarts exactly as far as the applied data does;
+    recent ones are also cached in memory. A record expires `window` entries after the index
+    it was applied at. Expiry is decided by log position, never by wall time or by when GC
+    ran, so every replica makes the same decision for the same entry (a replica that still
+    holds an expired record ignores it). `gc` deletes expired records at leisure.
     """
 
-    __slots__ = ("_cache", "capacity", "_view", "_prefix")
+    __slots__ = ("_cache", "capacity", "_view", "_prefix", "window")
 
-    def __init__(self, view: ReadView | None = None, region_id: int = 0, capacity: int = 4096) -> None:
-        self._cache: OrderedDict[bytes, Result] = OrderedDict()
+    def __init__(
+        self,
+        view: ReadView | None = None,
+        region_id: int = 0,
+        capacity: int = 4096,
+        window: int = 100_000,
+    ) -> None:
+        self._cache: OrderedDict[bytes, tuple[int, Result]] = OrderedDict()
         self.capacity = capacity
         self._view = view
-        self._prefix = region_id.to_bytes(8, "big") + b"\x02"
+        self._prefix = region_id.to_bytes(8, "big")
+        self.window = window
 
     def __len__(self) -> int:
         return len(self._cache)
 
-    def get(self, request_id: bytes) -> Result | None:
-        res = self._cache.get(request_id)
-        if res is None and self._view is not None:
-            raw = self._view.get(CF_APPLY_STATE, self._prefix + request_id)
-            if raw is not None:
-                res = _decode_result(raw)
-        return res
+    def clear_cache(self) -> None:
+        """Forget the cached records (a snapshot replaced the persisted ones)."""
+        self._cache.clear()
 
-    def record(self, request_id: bytes, result: Result, batch: WriteBatch | None = None) -> None:
-        self._cache[request_id] = result
+    def get(self, request_id: bytes, index: int = 0) -> Result | None:
+        """The result recorded for `request_id`, unless expired when applying `index`."""
+        hit = self._cache.get(request_id)
+        if hit is None and self._view is not None:
+            raw = self._view.get(CF_APPLY_STATE, self._prefix + _RECORD + request_id)
+            if raw is not None:
+                hit = _decode_record(raw)
+        if hit is None or hit[0] + self.window < index:
+            return None
+        return hit[1]
+
+    def record(
+        self, request_id: bytes, result: Result, batch: WriteBatch | None = None, index: int = 0
+    ) -> None:
+        self._cache[request_id] = (index, result)
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         if batch is not None and self._view is not None:
-            batch.put(CF_APPLY_STATE, self._prefix + request_id, _encode_result(result))
+            batch.put(CF_APPLY_STATE, self._prefix + _RECORD + request_id, _encode_record(index, result))
+            batch.put(CF_APPLY_STATE, self._prefix + _BY_INDEX + index.to_bytes(8, "big") + request_id, b"")
+
+    def gc(self, batch: WriteBatch, applied_index: int) -> int:
+        """Delete the records expired at `applied_index` (into `batch`); returns how many."""
+        if self._view is None or applied_index <= self.window:
+            return 0
+        lo = self._prefix + _BY_INDEX
+        hi = lo + (applied_index - self.window).to_bytes(8, "big")
+        n = 0
+        for key, _ in self._view.scan(CF_APPLY_STATE, lo, hi):
+            request_id = key[len(lo) + 8 :]
+            batch.delete(CF_APPLY_STATE, self._prefix + _RECORD + request_id)
+            self._cache.pop(request_id, None)
+            n += 1
+        if n:
+            batch.delete_range(CF_APPLY_STATE, lo, hi)
+        return n
 
 
-def _encode_result(r: Result) -> bytes:
-    obj = [0, list(r.previous)] if isinstance(r, Applied) else [1, r.op_index, r.current]
+def _encode_record(index: int, r: Result) -> bytes:
+    obj = [index, 0, list(r.previous)] if isinstance(r, Applied) else [index, 1, r.op_index, r.current]
     data: bytes = msgpack.packb(obj, use_bin_type=True)
     return data
 
 
-def _decode_result(raw: bytes) -> Result:
+def _decode_record(raw: bytes) -> tuple[int, Result]:
     obj = msgpack.unpackb(raw, raw=False)
-    if obj[0] == 0:
-        return Applied(tuple(obj[1]))
-    return CasFailed(obj[1], obj[2])
+    if obj[1] == 0:
+        return obj[0], Applied(tuple(obj[2]))
+    return obj[0], CasFailed(obj[2], obj[3])
 
 
 class KvApplier:
@@ -111,10 +156,10 @@ class KvApplier:
             return self._overlay[key]
         return self._view.get(CF_KV, key)
 
-    def apply(self, cmd: Command, dedupe: DedupeTable | None = None) -> Result:
-        """Apply one command atomically (see the module docstring)."""
+    def apply(self, cmd: Command, dedupe: DedupeTable | None = None, index: int = 0) -> Result:
+        """Apply one command (the entry at `index`) atomically (see the module docstring)."""
         if dedupe is not None and cmd.request_id:
-            seen = dedupe.get(cmd.request_id)
+            seen = dedupe.get(cmd.request_id, index)
             if seen is not None:
                 return seen
         local: dict[bytes, bytes | None] = {}
@@ -144,5 +189,5 @@ class KvApplier:
             self.applied_ops += len(cmd.ops)
             result = Applied(tuple(previous))
         if dedupe is not None and cmd.request_id:
-            dedupe.record(cmd.request_id, result, self.batch)
+            dedupe.record(cmd.request_id, result, self.batch, index)
         return result

@@ -17,6 +17,7 @@ __all__ = [
     "Timeout",
     "StaleCommand",
     "RegionBusy",
+    "InvalidRequest",
 ]
 
 
@@ -117,3 +118,10 @@ class RegionBusy(StoreError):
 
     code = "REGION_BUSY"
     retryable = True
+
+
+class InvalidRequest(StoreError):
+    """The request can never succeed as asked (e.g. adding a peer on a store that already has
+    one, transferring leadership to a store without a replica); nothing changed."""
+
+    code = "INVALID_REQUEST"

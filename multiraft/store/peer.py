@@ -31,6 +31,7 @@ _log = logging.getLogger(__name__)
 class _Proposal:
     term: int
     callback: Callback
+    conf_change: bool = False
 
 
 class Peer:
@@ -55,6 +56,7 @@ class Peer:
         "was_leader",
         "idle_ticks",
         "hibernate_votes",
+        "peer_cache",
     )
 
     def __init__(
@@ -96,17 +98,39 @@ class Peer:
         self.idle_ticks = 0
         # Followers that agreed to hibernate at the leader's current (term, last index).
         self.hibernate_votes: set[int] = set()
+        # Peers heard from that the region metadata does not list (yet): an uninitialized
+        # replica knows only itself until its snapshot arrives.
+        self.peer_cache: dict[int, PeerMeta] = {}
 
     @property
     def region_id(self) -> int:
         return self.region.id
+
+    @property
+    def initialized(self) -> bool:
+        """False for a replica created by a message, until its first snapshot gives it the
+        region's range, data and membership (its epoch is (0, 0) until then)."""
+        return self.region.region_epoch.version > 0
+
+    def set_region(self, region: Region) -> None:
+        """New metadata (conf change, snapshot): our own peer record may have changed role."""
+        self.region = region
+        meta = next((p for p in region.peers if p.store_id == self.store_id), None)
+        if meta is not None:
+            self.meta = meta
+
+    def find_peer(self, peer_id: int) -> PeerMeta | None:
+        for p in self.region.peers:
+            if p.id == peer_id:
+                return p
+        return self.peer_cache.get(peer_id)
 
     def is_leader(self) -> bool:
         return self.node.raft.state == StateRole.Leader
 
     def leader_meta(self) -> PeerMeta | None:
         lid = self.node.raft.leader_id
-        return next((p for p in self.region.peers if p.id == lid), None) if lid else None
+        return self.find_peer(lid) if lid else None
 
     def not_leader(self) -> NotLeader:
         return NotLeader(self.region.id, self.leader_meta())
@@ -151,6 +175,12 @@ class Peer:
         if raft.lead_transferee is not None or raft.read_only.pending_read_count():
             return False
         return all(pr.matched == last for id, pr in raft.prs.progress.items() if id != raft.id)
+
+    def track_proposal(self, index: int, term: int, callback: Callback, *, conf_change: bool = False) -> None:
+        self.proposals[index] = _Proposal(term, callback, conf_change)
+
+    def has_pending_conf_change(self) -> bool:
+        return any(p.conf_change for p in self.proposals.values())
 
     def flush_client_work(self) -> None:
         """Propose this round's commands as one MsgPropose, and ask one read index for this

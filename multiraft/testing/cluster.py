@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from multiraft.engine import MemoryEngine
+from multiraft.proto.serverpb_pb2 import Region
 from multiraft.store.apply import Applied, CasFailed
 from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
-from multiraft.store.errors import NotLeader, StoreError, Timeout
+from multiraft.store.errors import NotLeader, RegionBusy, StaleCommand, StoreError, Timeout
 from multiraft.store.region import key_in_region
 from multiraft.store.store import Store, StoreConfig
 
@@ -68,6 +69,7 @@ class SimCluster:
         store_config: StoreConfig | None = None,
         op_timeout: float = 30.0,
         elect: bool = True,
+        initial_stores: int | None = None,
     ) -> None:
         self.rng = random.Random(seed)
         self.loop = SimLoop()
@@ -84,13 +86,16 @@ class SimCluster:
         self._leader_hint: dict[int, int] = {}
         self._next_request = 0
         self.ops: list[SimOp] = []
+        # Stores past `initial_stores` start empty (joined), ready to receive replicas.
+        initial = self.store_ids[: initial_stores or stores]
         for sid in self.store_ids:
             store = self._new_store(sid)
-            store.bootstrap(CLUSTER_ID, self.store_ids, initial_regions)
+            if sid in initial:
+                store.bootstrap(CLUSTER_ID, initial, initial_regions)
+            else:
+                store.join(CLUSTER_ID)
             self._start(sid, store)
-        self.regions = sorted(
-            (p.region for p in self.stores[self.store_ids[0]].peers.values()), key=lambda r: r.start_key
-        )
+        self.regions = sorted((p.region for p in self.stores[self.store_ids[0]].peers.values()), key=lambda r: r.start_key)
         if elect:
             self.run_until(self.all_regions_have_leaders, timeout=60)
 
@@ -103,7 +108,16 @@ class SimCluster:
             lambda to, frame, sid=sid: self.net.send(sid, to, frame),
             self.store_config,
             random.Random(self.rng.getrandbits(64)),
+            send_snapshot=lambda to, header, data, done, sid=sid: self._send_snapshot(sid, to, header, data, done),
         )
+
+    def _send_snapshot(self, frm: int, to: int, header: bytes, data: bytes, done: Callable[[bool], None]) -> None:
+        def deliver() -> None:
+            store = self.stores.get(to)
+            if store is not None:
+                store.on_snapshot(frm, header, data)
+
+        self.net.send_stream(frm, to, deliver, done, len(data))
 
     def _start(self, sid: int, store: Store) -> None:
         self.stores[sid] = store
@@ -292,6 +306,58 @@ class SimCluster:
 
     def cas(self, key: bytes, expected: bytes | None, new: bytes | None) -> bool:
         return bool(self._wait(self.submit_cas(key, expected, new)))
+
+    # -- administration -----------------------------------------------------------------------
+
+    def leader_of(self, region_id: int) -> int | None:
+        """The store holding the region's leader (the highest term's, if two think so)."""
+        best: tuple[int, int] | None = None
+        for sid, store in self.stores.items():
+            peer = store.peers.get(region_id)
+            if peer is not None and peer.is_leader():
+                term = peer.node.raft.term
+                if best is None or term > best[0]:
+                    best = (term, sid)
+        return best[1] if best else None
+
+    def _admin(self, region_id: int, call: Callable[[Store, Callable[[Any, StoreError | None], None]], None]) -> Any:
+        """Run an admin call on the region's leader, retrying while leadership moves."""
+        deadline = self.loop.now + self.op_timeout
+        while True:
+            box: list[tuple[Any, StoreError | None]] = []
+            sid = self.leader_of(region_id)
+            if sid is not None:
+                try:
+                    call(self.stores[sid], lambda r, e, box=box: box.append((r, e)))
+                except (NotLeader, RegionBusy, StaleCommand) as e:
+                    box.append((None, e))
+                try:
+                    self.run_until(lambda box=box: bool(box), timeout=max(0.01, deadline - self.loop.now))
+                except TimeoutError:
+                    pass
+                if box and (box[0][1] is None or not box[0][1].retryable):
+                    result, err = box[0]
+                    if err is not None:
+                        raise err
+                    return result
+            if self.loop.now >= deadline:
+                raise OpFailed(f"admin call on region {region_id}: no answer within {self.op_timeout}s")
+            self.run_for(0.05)
+
+    def change_peer(self, region_id: int, op: str, store_id: int) -> Region:
+        """Add a voter / learner or remove the replica on `store_id` (see Store.change_peer);
+        returns the region once the change is applied on the leader."""
+        region: Region = self._admin(region_id, lambda s, cb: s.change_peer(region_id, op, store_id, cb))
+        return region
+
+    def transfer_leader(self, region_id: int, store_id: int) -> None:
+        """Start moving the region's leadership to `store_id` and wait until it moved."""
+        self._admin(region_id, lambda s, cb: s.transfer_leader(region_id, store_id, cb))
+        self.run_until(lambda: self.leader_of(region_id) == store_id, timeout=self.op_timeout)
+
+    def replica_stores(self, region_id: int) -> set[int]:
+        """Stores currently holding an initialized replica of the region."""
+        return {sid for sid, st in self.stores.items() if region_id in st.peers and st.peers[region_id].initialized}
 
     # -- inspection ---------------------------------------------------------------------------
 

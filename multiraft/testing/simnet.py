@@ -57,6 +57,8 @@ class LinkFaults:
     max_latency: float = 0.002
     drop: float = 0.0
     duplicate: float = 0.0
+    # Bytes per virtual second of a stream (snapshot) connection.
+    bandwidth: float = 100e6
     stats: dict[str, int] = field(default_factory=lambda: {"sent": 0, "delivered": 0, "dropped": 0, "duplicated": 0})
 
 
@@ -95,6 +97,22 @@ class SimNetwork:
         for _ in range(copies):
             latency = self.rng.uniform(f.min_latency, f.max_latency)
             self.loop.call_later(latency, lambda: self._arrive(from_store, to_store, frame))
+
+    def send_stream(self, from_store: int, to_store: int, deliver: Callable[[], None], done: Callable[[bool], None], size: int = 0) -> None:
+        """A transfer on its own connection (a snapshot): no random loss (TCP), but a
+        partition or crash before it arrives fails it; `done(ok)` reaches the sender one
+        latency after the delivery. Takes `size / bandwidth` longer than a frame."""
+        f = self.faults
+        latency = self.rng.uniform(f.min_latency, f.max_latency) + size / f.bandwidth
+
+        def arrive() -> None:
+            if self._cut(from_store, to_store):
+                self.loop.call_later(latency, lambda: done(False))
+                return
+            deliver()
+            self.loop.call_later(latency, lambda: done(not self._cut(to_store, from_store)))
+
+        self.loop.call_later(latency, arrive)
 
     def _cut(self, a: int, b: int) -> bool:
         return (a, b) in self._blocked or a in self._down or b in self._down
