@@ -1,7 +1,8 @@
 """The store in the simulator: memory per region replica, idle cost with hibernated regions,
 and write throughput across active regions.
 
-    python -m bench.store [--regions 10000] [--active 100] [--writes 5000]
+    python -m bench.store [--regions 10000] [--memory-regions 10000,100000] [--active 100]
+                          [--writes 5000] [--only memory|idle|writes]
 
 - memory: tracemalloc over a 3-store SimCluster holding `--regions` regions (each store holds
   one replica of every region), divided by the number of replicas;
@@ -88,17 +89,25 @@ def _writes(active: int, writes: int, clients: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    p.add_argument("--regions", type=int, default=10000)
+    p.add_argument("--regions", type=int, default=10000, help="regions of the idle run")
+    p.add_argument(
+        "--memory-regions", default="10000,100000", help="comma-separated region counts of the memory runs"
+    )
+    p.add_argument("--only", choices=["memory", "idle", "writes"], help="run one part only")
     p.add_argument("--active", type=int, default=100)
     p.add_argument("--writes", type=int, default=5000)
     p.add_argument("--clients", type=int, default=200)
     p.add_argument("--idle-seconds", type=float, default=5.0)
     p.add_argument("--no-save", action="store_true")
     args = p.parse_args(argv)
-    memory = _memory(args.regions)
-    idle = [_idle(args.regions // 10, args.idle_seconds), _idle(args.regions, args.idle_seconds)]
-    writes = _writes(args.active, args.writes, args.clients)
-    emit("store", {"memory": memory, "idle": idle, "writes": writes}, save=not args.no_save)
+    out: dict[str, Any] = {}
+    if args.only in (None, "memory"):
+        out["memory"] = [_memory(int(n)) for n in args.memory_regions.split(",")]
+    if args.only in (None, "idle"):
+        out["idle"] = [_idle(args.regions // 10, args.idle_seconds), _idle(args.regions, args.idle_seconds)]
+    if args.only in (None, "writes"):
+        out["writes"] = _writes(args.active, args.writes, args.clients)
+    emit("store", out, save=not args.no_save)
     return 0
 
 

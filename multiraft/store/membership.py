@@ -16,7 +16,7 @@ from typing import Final
 import msgpack
 
 from multiraft.proto.serverpb_pb2 import Learner, Peer, Region, Voter
-from multiraft.raft import ConfChange, ConfChangeType
+from multiraft.raft import ConfChange, ConfChangeType, ConfState
 
 from .errors import InvalidRequest
 from .region import find_peer, find_peer_on_store
@@ -30,6 +30,7 @@ __all__ = [
     "plan_conf_change",
     "decode_conf_change",
     "apply_to_region",
+    "conf_state_from_region",
 ]
 
 ADD_VOTER: Final = "add_voter"
@@ -115,3 +116,12 @@ def apply_to_region(region: Region, req: ConfChangeRequest) -> Region:
         else:
             cur.role = role
     return new
+
+
+def conf_state_from_region(region: Region) -> ConfState:
+    """The raft configuration a region's metadata describes (the metadata is the source of
+    truth: it is persisted with the apply state, the raft conf state follows it)."""
+    cs = ConfState()
+    cs.voters.extend(p.id for p in region.peers if p.role == Voter)
+    cs.learners.extend(p.id for p in region.peers if p.role == Learner)
+    return cs

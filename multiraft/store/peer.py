@@ -14,7 +14,7 @@ from multiraft.engine import RegionStorage
 from multiraft.engine.engine import ReadView
 from multiraft.proto.serverpb_pb2 import Peer as PeerMeta
 from multiraft.proto.serverpb_pb2 import Region
-from multiraft.raft import Entry, Message, MessageType, ProposalDropped, RawNode, StateRole
+from multiraft.raft import Entry, Message, MessageType, ProposalDropped, RawNode, Ready, StateRole
 
 from .apply import DedupeTable
 from .errors import NotLeader, StaleCommand, StoreError
@@ -57,6 +57,7 @@ class Peer:
         "idle_ticks",
         "hibernate_votes",
         "peer_cache",
+        "restored_index",
     )
 
     def __init__(
@@ -101,6 +102,8 @@ class Peer:
         # Peers heard from that the region metadata does not list (yet): an uninitialized
         # replica knows only itself until its snapshot arrives.
         self.peer_cache: dict[int, PeerMeta] = {}
+        # The index of a snapshot applied in a round not yet durable (0: none).
+        self.restored_index = 0
 
     @property
     def region_id(self) -> int:
@@ -134,6 +137,21 @@ class Peer:
 
     def not_leader(self) -> NotLeader:
         return NotLeader(self.region.id, self.leader_meta())
+
+    # -- batching.ReadyNode: the batcher persists this replica's Readies ---------------------
+
+    def store(self) -> RegionStorage:
+        return self.storage
+
+    def advance_append_async(self, rd: Ready) -> None:
+        self.node.advance_append_async(rd)
+
+    def on_persist_ready(self, number: int) -> None:
+        self.node.on_persist_ready(number)
+        if self.restored_index:
+            # The snapshot's data is durable and readable: raft may count it applied.
+            self.node.advance_apply_to(self.restored_index)
+            self.restored_index = 0
 
     # -- client work ------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from batching import Batcher
 from multiraft.engine import (
     CF_APPLY_STATE,
     CF_KV,
@@ -82,7 +83,13 @@ from .errors import (
     StoreError,
 )
 from .ids import IdAllocator
-from .membership import REMOVE, apply_to_region, decode_conf_change, plan_conf_change
+from .membership import (
+    REMOVE,
+    apply_to_region,
+    conf_state_from_region,
+    decode_conf_change,
+    plan_conf_change,
+)
 from .peer import Callback, Peer
 from .region import (
     check_region_epoch,
@@ -181,6 +188,7 @@ class Store:
         config: StoreConfig | None = None,
         rng: random.Random | None = None,
         send_snapshot: SendSnapshot | None = None,
+        batcher: Batcher[Peer] | None = None,
     ) -> None:
         self.store_id = store_id
         self.engine = engine
@@ -202,6 +210,10 @@ class Store:
         self._decoders: dict[int, FrameDecoder] = {}
         self.stats = StoreStats()
         self._send_snapshot = send_snapshot
+        # Raft writes of every region: one batch, one fsync per round. The server passes a
+        # pipelined batcher (a writer thread) and sets its `on_complete` to run a round; by
+        # default rounds commit inline (the simulator: deterministic).
+        self.batcher: Batcher[Peer] = batcher if batcher is not None else Batcher(engine, pipelined=False)
         # Outcomes of snapshot sends, reported to raft at the next round: (region, peer, ok).
         self._snapshot_reports: list[tuple[int, int, bool]] = []
         # Regions whose replica here was removed: their last known metadata.
@@ -291,6 +303,15 @@ class Store:
             max_size_per_msg=c.max_size_per_msg,
             max_inflight_msgs=c.max_inflight_msgs,
         )
+        if region.region_epoch.version:
+            cs = conf_state_from_region(region)
+            have = storage.conf_state()
+            if set(cs.voters) != set(have.voters) or set(cs.learners) != set(have.learners):
+                # A crash between an applied conf change and its raft conf state: repair.
+                wb = WriteBatch()
+                storage.set_conf_state(wb, cs)
+                self.engine.write(wb, sync=True)
+                wb.run_commit_hooks()
         node = RawNode(cfg, storage, rng=SplitMix64(self.rng.getrandbits(64)))
         peer = Peer(
             self.store_id,
@@ -768,13 +789,13 @@ class Store:
     def round(self) -> None:
         """Do all the work that is ready: see the module docstring."""
         self.stats.rounds += 1
+        self._poll_persisted()
         if self._snapshot_reports:
             self._report_snapshots()
         dirty, self._dirty = self._dirty, set()
-        raft_wb = WriteBatch()
-        handled: list[tuple[Peer, int, list[Any]]] = []
-        held: list[tuple[Peer, list[Any]]] = []
-        restored: list[tuple[Peer, int]] = []
+        batcher = self.batcher
+        work: list[tuple[Peer, list[Any]]] = []
+        restored = False
         for rid in dirty:
             peer = self.peers.get(rid)
             if peer is None:
@@ -790,35 +811,36 @@ class Store:
                 self._wake(rid)
             if rd.read_states:
                 peer.on_read_states(rd.read_states)
-            storage = peer.storage
             if rd.snapshot.metadata.index:
-                self._apply_snapshot(peer, raft_wb, rd.snapshot)
-                restored.append((peer, rd.snapshot.metadata.index))
-            if rd.entries:
-                storage.append(raft_wb, rd.entries)
-            if rd.hs is not None:
-                storage.set_hard_state(raft_wb, rd.hs)
-            node.advance_append_async(rd)
-            self._send_raft(peer, rd.messages)
-            held.append((peer, rd.persisted_messages))
-            handled.append((peer, rd.number, rd.committed_entries))
-        if not handled:
-            self._flush_lanes()
-            return
-        if not raft_wb.is_empty():
-            self.engine.write(raft_wb, sync=True)
-            self.stats.fsyncs += 1
-            raft_wb.run_commit_hooks()
-        for peer, number, _ in handled:
-            peer.node.on_persist_ready(number)
-            # Persistence may make entries applicable or let the leader commit: next round.
-            self._dirty.add(peer.region.id)
-        for peer, index in restored:
-            peer.node.advance_apply_to(index)
-        for peer, msgs in held:
-            self._send_raft(peer, msgs)
-        self._apply([(p, ents) for p, _, ents in handled if ents])
+                self._apply_snapshot(peer, batcher.batch, rd.snapshot)
+                restored = True
+            # Entries, hard state and the snapshot's raft state go into the round's batch; a
+            # leader's messages go out now, the rest once the round is durable.
+            send_now, to_apply = batcher.add_ready(peer, rd)
+            self._send_raft(peer, send_now)
+            if to_apply:
+                work.append((peer, to_apply))
+        # What raft hands out to apply is committed and already durable here.
+        self._apply(work)
+        if batcher.submit(block=restored) is not None and restored:
+            # A snapshot's data must be readable before the region serves from it: wait
+            # (rare; an inline batcher committed already).
+            while batcher.in_flight():
+                batcher.wait()
+        self._poll_persisted()
         self._flush_lanes()
+
+    def _poll_persisted(self) -> None:
+        """Acknowledge the rounds the writer finished: raft heard `on_persist_ready` (from the
+        batcher); release the messages that waited for the fsync; look at those regions again
+        (persistence may let a leader commit or a follower apply)."""
+        for rnd in self.batcher.poll_completed():
+            self.stats.fsyncs += rnd.synced
+            for peer, msgs in rnd.held:
+                self._send_raft(peer, msgs)
+            for peer, _ in rnd.acks:
+                if self.peers.get(peer.region.id) is peer:
+                    self._dirty.add(peer.region.id)
 
     def _apply(self, work: list[tuple[Peer, list[Any]]]) -> None:
         if not work:
@@ -889,7 +911,9 @@ class Store:
             )
         cs = peer.node.apply_conf_change(req.cc)
         new = apply_to_region(region, req)
-        peer.storage.set_conf_state(wb, cs)
+        # The region (with the apply state, in `wb`) is the source of truth; the raft conf
+        # state follows in the round's batch (recovery re-derives it if a crash split them).
+        peer.storage.set_conf_state(self.batcher.batch, cs)
         wb.put(
             CF_RAFT_STATE,
             region_state_key(region.id),
@@ -921,17 +945,20 @@ class Store:
         if peer.applied_index - storage.truncated_index() <= 2 * keep:
             return
         compact_to = peer.applied_index - keep + 1
-        if storage.compact(wb, compact_to):
+        # Into the round's batch, after this region's raft writes of the round: it becomes
+        # durable with (never before) the apply state written just before it.
+        batch = self.batcher.batch
+        if storage.compact(batch, compact_to):
             self.stats.log_compactions += 1
-            peer.dedupe.gc(wb, peer.applied_index)
+            peer.dedupe.gc(batch, peer.applied_index)
 
     def _apply_snapshot(self, peer: Peer, wb: WriteBatch, snapshot: Snapshot) -> None:
-        """Persist a snapshot raft accepted (checked by `_check_snapshot` before stepping):
-        raft state, the range's data, the region and the apply state, in the round's batch."""
+        """Persist a snapshot raft accepted (checked by `_check_snapshot` before stepping): the
+        range's data, the region and the apply state, in the round's batch (the batcher adds
+        the raft state). Raft counts it applied once the round is durable."""
         data = decode_snapshot_data(snapshot.data)
         meta = snapshot.metadata
         region = data.region
-        peer.storage.apply_snapshot(wb, snapshot)
         if peer.initialized:
             old = peer.region
             wb.delete_range(CF_KV, old.start_key, old.end_key or None)
@@ -946,6 +973,7 @@ class Store:
         peer.set_region(region)
         peer.applied_index, peer.applied_term = meta.index, meta.term
         peer.dedupe.clear_cache()
+        peer.restored_index = meta.index
         for p in region.peers:
             if p.store_id != self.store_id:
                 self._last_heard.setdefault(p.store_id, self.lanes.clock)
