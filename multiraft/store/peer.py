@@ -25,6 +25,8 @@ __all__ = ["Peer", "Callback"]
 Callback = Callable[[Any, StoreError | None], None]
 
 _log = logging.getLogger(__name__)
+_MSG_PROPOSE = MessageType.MsgPropose
+_LEADER = StateRole.Leader
 
 
 @dataclass(slots=True)
@@ -129,7 +131,7 @@ class Peer:
         return self.peer_cache.get(peer_id)
 
     def is_leader(self) -> bool:
-        return self.node.raft.state == StateRole.Leader
+        return self.node.raft.state == _LEADER
 
     def leader_meta(self) -> PeerMeta | None:
         lid = self.node.raft.leader_id
@@ -205,7 +207,7 @@ class Peer:
         round's reads."""
         if self._to_propose:
             batch, self._to_propose = self._to_propose, []
-            m = Message(msg_type=MessageType.MsgPropose, from_=self.meta.id)
+            m = Message(msg_type=_MSG_PROPOSE, from_=self.meta.id)
             for data, _ in batch:
                 m.entries.add(data=data)
             raft = self.node.raft

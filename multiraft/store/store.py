@@ -19,7 +19,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from batching import Batcher
 from multiraft.engine import (
@@ -61,6 +61,7 @@ from multiraft.raft import (
     MessageType,
     ProposalDropped,
     RawNode,
+    ReadOnlyOption,
     Snapshot,
     SnapshotMetadata,
     SnapshotStatus,
@@ -125,6 +126,12 @@ _CREATING_MSGS = frozenset(
         MessageType.MsgRequestPreVote,
     }
 )
+# Protobuf enum attribute lookups are slow (~2 µs): the hot paths use these constants.
+_MSG_SNAPSHOT: Final = MessageType.MsgSnapshot
+_MSG_HEARTBEAT: Final = MessageType.MsgHeartbeat
+_MSG_HEARTBEAT_RESPONSE: Final = MessageType.MsgHeartbeatResponse
+_ENTRY_CONF_CHANGE: Final = EntryType.EntryConfChange
+_ENTRY_CONF_CHANGE_V2: Final = EntryType.EntryConfChangeV2
 # send_snapshot(to_store, header, data, done): the server's snapshot connection.
 SendSnapshot = Callable[[int, bytes, bytes, Callable[[bool], None]], None]
 
@@ -140,6 +147,9 @@ class StoreConfig:
     max_size_per_msg: int = 1 << 20
     max_inflight_msgs: int = 256
     max_frame_bytes: int = 4 << 20
+    # Reads by leader lease instead of a ReadIndex heartbeat round (needs check_quorum; stale
+    # for up to an election timeout if the clocks of the stores drift apart).
+    lease_reads: bool = False
     # Raft log GC: keep this many applied entries; compact once twice as many piled up.
     log_gc_keep: int = 1000
     # Retried writes apply once if retried within this many entries of the original.
@@ -302,6 +312,7 @@ class Store:
             applied=applied.applied_index,
             max_size_per_msg=c.max_size_per_msg,
             max_inflight_msgs=c.max_inflight_msgs,
+            read_only_option=ReadOnlyOption.LeaseBased if c.lease_reads else ReadOnlyOption.Safe,
         )
         if region.region_epoch.version:
             cs = conf_state_from_region(region)
@@ -512,10 +523,10 @@ class Store:
             return
         msg = m.message
         mt = msg.msg_type
-        if mt == MessageType.MsgSnapshot and not self._check_snapshot(peer, m):
+        if mt == _MSG_SNAPSHOT and not self._check_snapshot(peer, m):
             self.stats.snapshots_rejected += 1
             return
-        if mt != MessageType.MsgHeartbeat and mt != MessageType.MsgHeartbeatResponse:
+        if mt != _MSG_HEARTBEAT and mt != _MSG_HEARTBEAT_RESPONSE:
             # Traffic other than heartbeats is activity: the region wakes up. A hibernated
             # follower does not need heartbeats to notice a dead leader: store-level liveness
             # wakes it when the leader's store goes silent.
@@ -853,11 +864,11 @@ class Store:
             for e in entries:
                 result: Any = None
                 err: StoreError | None = None
-                if e.entry_type == EntryType.EntryConfChange:
+                if e.entry_type == _ENTRY_CONF_CHANGE:
                     result, err = self._apply_conf_change(peer, e, kv_wb)
                     if find_peer(peer.region, peer.meta.id) is None:
                         removed.append(peer)
-                elif e.entry_type == EntryType.EntryConfChangeV2:
+                elif e.entry_type == _ENTRY_CONF_CHANGE_V2:
                     # Only raft's own empty "leave joint" entries: this store proposes v1 only.
                     if e.data:
                         err = StoreError(
@@ -1010,7 +1021,7 @@ class Store:
             rm.region_epoch.CopyFrom(region.region_epoch)
             rm.message.CopyFrom(m)
             self.stats.raft_messages_sent += 1
-            if m.msg_type == MessageType.MsgSnapshot:
+            if m.msg_type == _MSG_SNAPSHOT:
                 self._send_snapshot_msg(peer, to, rm)
             else:
                 self.lanes.push(to.store_id, rm)

@@ -195,3 +195,16 @@ def test_killing_the_store_of_hibernated_leaders_elects_elsewhere() -> None:
     assert c.now - t0 <= 5 * c.store_config.election_ticks * c.tick_interval
     c.put(b"\x80", b"after")
     assert c.get(b"\x80") == b"after"
+
+
+def test_lease_reads_when_configured() -> None:
+    from multiraft.raft import ReadOnlyOption
+    from multiraft.store.store import StoreConfig
+
+    c = SimCluster(stores=3, seed=41, initial_regions=2, store_config=StoreConfig(lease_reads=True))
+    leader = c.stores[c.leader_of(1) or 0]
+    assert leader.peers[1].node.raft.read_only.option == ReadOnlyOption.LeaseBased
+    c.put(b"\x00k", b"1")
+    assert c.get(b"\x00k") == b"1"
+    c.delete(b"\x00k")
+    assert c.get(b"\x00k") is None
