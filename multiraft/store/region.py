@@ -74,13 +74,16 @@ def find_peer_on_store(region: Region, store_id: int) -> Peer | None:
 
 
 def split_keys(n: int) -> list[bytes]:
-    """`n - 1` split keys dividing the key space evenly for `n` initial regions: 2-byte
-    big-endian prefixes, so keys of any length fall into exactly one region."""
+    """`n - 1` split keys dividing the key space evenly for `n` initial regions: big-endian
+    prefixes of 2 bytes (4 past 65,536 regions), so keys of any length fall into exactly one
+    region."""
     if n < 1:
         raise ValueError("at least one region")
-    if n > 1 << 16:
-        raise ValueError("at most 65536 initial regions")
-    return [((i << 16) // n).to_bytes(2, "big") for i in range(1, n)]
+    if n > 1 << 32:
+        raise ValueError("at most 2**32 initial regions")
+    width = 2 if n <= 1 << 16 else 4
+    bits = 8 * width
+    return [((i << bits) // n).to_bytes(width, "big") for i in range(1, n)]
 
 
 def new_region(

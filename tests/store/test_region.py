@@ -106,3 +106,10 @@ def test_split_keys_limits() -> None:
     assert split_keys(1) == []
     with pytest.raises(ValueError):
         split_keys(0)
+
+
+def test_split_keys_past_65536_regions_use_4_byte_prefixes() -> None:
+    keys = split_keys(100_000)
+    assert len(keys) == 99_999 and all(len(k) == 4 for k in keys)
+    assert keys == sorted(set(keys))
+    assert len(split_keys(1 << 16)[0]) == 2
