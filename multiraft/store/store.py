@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from batching import Batcher
@@ -132,6 +132,8 @@ _MSG_HEARTBEAT: Final = MessageType.MsgHeartbeat
 _MSG_HEARTBEAT_RESPONSE: Final = MessageType.MsgHeartbeatResponse
 _ENTRY_CONF_CHANGE: Final = EntryType.EntryConfChange
 _ENTRY_CONF_CHANGE_V2: Final = EntryType.EntryConfChangeV2
+# Latency samples kept between two metrics flushes (the flush takes and clears them).
+_MAX_SAMPLES: Final = 1 << 16
 # send_snapshot(to_store, header, data, done): the server's snapshot connection.
 SendSnapshot = Callable[[int, bytes, bytes, Callable[[bool], None]], None]
 
@@ -179,6 +181,19 @@ class StoreStats:
     peers_created: int = 0
     peers_destroyed: int = 0
     unreachable_reports: int = 0
+    leader_changes: int = 0
+    reads: int = 0
+    # Raft messages by eraftpb MessageType value.
+    sent_by_type: dict[int, int] = field(default_factory=dict)
+    received_by_type: dict[int, int] = field(default_factory=dict)
+    # Proposals that failed, by error code (raised at once or reported by callback).
+    proposals_failed: dict[str, int] = field(default_factory=dict)
+    # With a clock: samples since the metrics flush last took them (it clears them).
+    propose_to_apply_seconds: list[float] = field(default_factory=list)
+    apply_seconds: list[float] = field(default_factory=list)
+
+    def failed(self, code: str) -> None:
+        self.proposals_failed[code] = self.proposals_failed.get(code, 0) + 1
 
 
 def initial_peer_id(region_id: int, store_id: int) -> int:
@@ -199,6 +214,7 @@ class Store:
         rng: random.Random | None = None,
         send_snapshot: SendSnapshot | None = None,
         batcher: Batcher[Peer] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.store_id = store_id
         self.engine = engine
@@ -220,6 +236,8 @@ class Store:
         self._decoders: dict[int, FrameDecoder] = {}
         self.stats = StoreStats()
         self._send_snapshot = send_snapshot
+        # Only for latency metrics (never for decisions: time is `tick()`).
+        self._clock = clock
         # Raft writes of every region: one batch, one fsync per round. The server passes a
         # pipelined batcher (a writer thread) and sets its `on_complete` to run a round; by
         # default rounds commit inline (the simulator: deterministic).
@@ -523,6 +541,8 @@ class Store:
             return
         msg = m.message
         mt = msg.msg_type
+        by_type = self.stats.received_by_type
+        by_type[mt] = by_type.get(mt, 0) + 1
         if mt == _MSG_SNAPSHOT and not self._check_snapshot(peer, m):
             self.stats.snapshots_rejected += 1
             return
@@ -695,11 +715,27 @@ class Store:
     def propose(self, cmd: Command, callback: Callback, epoch: RegionEpoch | None = None) -> None:
         """Submit a write command; `callback(result, error)` fires once when it is applied (or
         definitely lost). Raises NotLeader / RegionNotFound / EpochNotMatch / KeyNotInRegion."""
-        peer = self._peer_for(cmd.region_id, epoch, [op.key for op in cmd.ops])
-        cmd.conf_ver = peer.region.region_epoch.conf_ver
-        cmd.version = peer.region.region_epoch.version
-        peer.submit_command(encode_command(cmd), callback)
-        self.stats.proposals += 1
+        stats = self.stats
+        try:
+            peer = self._peer_for(cmd.region_id, epoch, [op.key for op in cmd.ops])
+            cmd.conf_ver = peer.region.region_epoch.conf_ver
+            cmd.version = peer.region.region_epoch.version
+            data = encode_command(cmd)
+            clock = self._clock
+            t0 = clock() if clock is not None else 0.0
+
+            def done(result: Any, err: StoreError | None) -> None:
+                if err is not None:
+                    stats.failed(err.code)
+                elif clock is not None and len(stats.propose_to_apply_seconds) < _MAX_SAMPLES:
+                    stats.propose_to_apply_seconds.append(clock() - t0)
+                callback(result, err)
+
+            peer.submit_command(data, done)
+        except StoreError as e:
+            stats.failed(e.code)
+            raise
+        stats.proposals += 1
         self._wake(cmd.region_id)
 
     def get(
@@ -715,6 +751,7 @@ class Store:
                 callback(self.engine.get(CF_KV, key), None)
 
         peer.submit_read(done)
+        self.stats.reads += 1
         self._wake(region_id)
 
     def transfer_leader(self, region_id: int, to_store: int, callback: Callback) -> None:
@@ -786,6 +823,7 @@ class Store:
             callback(self.engine.scan(CF_KV, lo, hi, limit), None)
 
         peer.submit_read(done)
+        self.stats.reads += 1
         self._wake(region_id)
 
     # -- the round ----------------------------------------------------------------------------
@@ -820,6 +858,8 @@ class Store:
             if rd.ss is not None:
                 peer.on_role_change()
                 self._wake(rid)
+                if peer.was_leader:
+                    self.stats.leader_changes += 1
             if rd.read_states:
                 peer.on_read_states(rd.read_states)
             if rd.snapshot.metadata.index:
@@ -856,6 +896,8 @@ class Store:
     def _apply(self, work: list[tuple[Peer, list[Any]]]) -> None:
         if not work:
             return
+        clock = self._clock
+        t0 = clock() if clock is not None else 0.0
         kv_wb = WriteBatch()
         applier = KvApplier(self.engine, kv_wb)
         done: list[tuple[Peer, Any, Any, StoreError | None]] = []
@@ -896,6 +938,8 @@ class Store:
             self._maybe_gc_log(peer, kv_wb)
         self.engine.write(kv_wb, sync=False)
         kv_wb.run_commit_hooks()
+        if clock is not None and len(self.stats.apply_seconds) < _MAX_SAMPLES:
+            self.stats.apply_seconds.append(clock() - t0)
         for peer, _entries in work:
             peer.node.advance_apply_to(peer.applied_index)
         for peer, e, result, err in done:
@@ -1008,6 +1052,8 @@ class Store:
         if not msgs:
             return
         region = peer.region
+        stats = self.stats
+        by_type = stats.sent_by_type
         for m in msgs:
             to = peer.find_peer(m.to)
             if to is None:
@@ -1020,7 +1066,9 @@ class Store:
             rm.to_peer.CopyFrom(to)
             rm.region_epoch.CopyFrom(region.region_epoch)
             rm.message.CopyFrom(m)
-            self.stats.raft_messages_sent += 1
+            stats.raft_messages_sent += 1
+            mt = m.msg_type
+            by_type[mt] = by_type.get(mt, 0) + 1
             if m.msg_type == _MSG_SNAPSHOT:
                 self._send_snapshot_msg(peer, to, rm)
             else:

@@ -208,3 +208,33 @@ def test_lease_reads_when_configured() -> None:
     assert c.get(b"\x00k") == b"1"
     c.delete(b"\x00k")
     assert c.get(b"\x00k") is None
+
+
+def test_store_counters_for_metrics() -> None:
+    from multiraft.raft import MessageType
+    from multiraft.store import NotLeader
+    from multiraft.store.cmd import OP_PUT, Command, Op
+
+    c = SimCluster(stores=3, seed=43, initial_regions=1)
+    sid = c.leader_of(1)
+    assert sid is not None
+    leader = c.stores[sid]
+    now = [0.0]
+    leader._clock = lambda: now[0]
+    assert leader.stats.leader_changes == 1
+    done: list[object] = []
+    leader.propose(Command(1, 0, 0, [Op(OP_PUT, b"k", value=b"v")]), lambda r, e: done.append(e))
+    now[0] = 0.25
+    c.run_until(lambda: bool(done))
+    assert leader.stats.propose_to_apply_seconds == [0.25]
+    assert leader.stats.apply_seconds
+    assert leader.stats.sent_by_type[MessageType.MsgAppend] >= 2
+    follower = c.stores[next(s for s in (1, 2, 3) if s != sid)]
+    assert follower.stats.received_by_type[MessageType.MsgAppend] >= 1
+    try:
+        follower.propose(Command(1, 0, 0, [Op(OP_PUT, b"k", value=b"v")]), lambda r, e: None)
+    except NotLeader:
+        pass
+    assert follower.stats.proposals_failed == {"NOT_LEADER": 1}
+    c.get(b"k")
+    assert sum(s.stats.reads for s in c.stores.values()) >= 1
