@@ -95,6 +95,8 @@ class Batcher(Generic[N]):
         # The first failure (raised by every call once seen).
         self._fatal: BatchingFatalError | None = None
         self._closed = False
+        # `_fatal is not None or _closed`: one test on the hot path.
+        self._broken = False
 
     # -- the open round -------------------------------------------------------------------
 
@@ -132,21 +134,20 @@ class Batcher(Generic[N]):
         send now (a leader's) and the committed entries to apply now (committed and persisted;
         raft hands out nothing else). The Ready's persisted messages are released by
         `poll_completed` once the round is durable."""
-        if self._fatal is not None or self._closed:
+        # The hot path: one call per region per round.
+        if self._broken:
             self._check()
         rnd = self._open
-        batch = rnd.batch
-        storage = node.store()
         snap = rd.snapshot
         if snap.HasField("metadata") and snap.metadata.index:
-            storage.apply_snapshot(batch, snap)
+            node.store().apply_snapshot(rnd.batch, snap)
             rnd.snapshots += 1
         ents = rd.entries
         if ents:
-            storage.append(batch, ents, rd.hs)  # entries + hard state in one call
+            node.store().append(rnd.batch, ents, rd.hs)  # entries + hard state in one call
             rnd.entries += len(ents)
         elif rd.hs is not None:
-            storage.set_hard_state(batch, rd.hs)
+            node.store().set_hard_state(rnd.batch, rd.hs)
         node.advance_append_async(rd)
         rnd.acks.append((node, rd.number))
         held = rd.persisted_messages
@@ -157,8 +158,11 @@ class Batcher(Generic[N]):
         if msgs:
             rd.messages = []
             self.stats.messages_early += len(msgs)
+        # Handed over (the Ready is spent once `advance_append_async` was called); an empty
+        # list stays where it is, like an empty `messages`.
         committed = rd.committed_entries
-        rd.committed_entries = []
+        if committed:
+            rd.committed_entries = []
         return msgs, committed
 
     # -- submitting and acknowledging ------------------------------------------------------
@@ -212,6 +216,7 @@ class Batcher(Generic[N]):
             if rnd.error is not None or rnd.skipped:
                 cause = rnd.error if rnd.error is not None else RuntimeError("not written")
                 self._fatal = BatchingFatalError(rnd.number, cause)
+                self._broken = True
                 break
             rnd.batch.run_commit_hooks()
             for node, number in rnd.acks:
@@ -248,6 +253,7 @@ class Batcher(Generic[N]):
         if not self._closed:
             self._writer.close()
             self._closed = True
+            self._broken = True
 
     @property
     def fatal(self) -> BatchingFatalError | None:

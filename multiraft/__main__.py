@@ -14,12 +14,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     ex.add_argument("--entries", type=int, default=5, help="how many entries to propose")
     ex.add_argument("--seed", type=int, default=1, help="seed of the election timeouts")
+    from multiraft.server.ctl import add_ctl_parser
+    from multiraft.server.main import add_server_parser
+    from multiraft.server.playground import add_playground_parser
+
+    add_server_parser(sub)
+    add_playground_parser(sub)
+    add_ctl_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "example":
         from multiraft.examples.three_nodes import run
 
         run(args.entries, args.seed)
         return 0
+    if args.command == "server":
+        from multiraft.server.main import run_server
+
+        return run_server(args)
+    if args.command == "playground":
+        from multiraft.server.playground import run_playground
+
+        return run_playground(args)
+    if args.command == "ctl":
+        from multiraft.server.ctl import run_ctl
+
+        return run_ctl(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

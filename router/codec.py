@@ -2,7 +2,8 @@
 
 A frame is `[u32 BE length][u8 kind][payload]`, length counting the kind byte and the
 payload. Kinds: HANDSHAKE (serverpb.Handshake, the first frame each side sends),
-RAFT (serverpb.BatchRaftMessage). `FrameDecoder.feed()` accepts bytes as they arrive and
+RAFT (serverpb.BatchRaftMessage), SNAPSHOT_CHUNK (serverpb.SnapshotChunk) and SNAPSHOT_ACK
+(serverpb.SnapshotAck), the last two only on a snapshot connection. `FrameDecoder.feed()` accepts bytes as they arrive and
 returns the complete frames; anything malformed raises `FrameError` with a reason code (the
 transport closes that connection and counts the reason; the store keeps serving).
 """
@@ -13,28 +14,34 @@ import struct
 
 from google.protobuf.message import DecodeError
 
-from multiraft.proto.serverpb_pb2 import BatchRaftMessage, Handshake
+from multiraft.proto.serverpb_pb2 import BatchRaftMessage, Handshake, SnapshotAck, SnapshotChunk
 
 __all__ = [
     "HANDSHAKE",
     "RAFT",
+    "SNAPSHOT_CHUNK",
+    "SNAPSHOT_ACK",
     "DEFAULT_MAX_FRAME",
     "FrameError",
     "encode_frame",
     "encode_handshake",
     "encode_batch",
+    "encode_snapshot_chunk",
+    "encode_snapshot_ack",
     "FrameDecoder",
     "Frame",
 ]
 
 HANDSHAKE = 1
 RAFT = 2
-_KINDS = (HANDSHAKE, RAFT)
+SNAPSHOT_CHUNK = 3
+SNAPSHOT_ACK = 4
+_KINDS = (HANDSHAKE, RAFT, SNAPSHOT_CHUNK, SNAPSHOT_ACK)
 _HEADER = struct.Struct(">IB")
 # The largest frame accepted (DESIGN.md default: 64 MiB).
 DEFAULT_MAX_FRAME = 64 << 20
 
-Frame = Handshake | BatchRaftMessage
+Frame = Handshake | BatchRaftMessage | SnapshotChunk | SnapshotAck
 
 
 class FrameError(Exception):
@@ -55,6 +62,14 @@ def encode_handshake(hs: Handshake) -> bytes:
 
 def encode_batch(batch: BatchRaftMessage) -> bytes:
     return encode_frame(RAFT, batch.SerializeToString())
+
+
+def encode_snapshot_chunk(chunk: SnapshotChunk) -> bytes:
+    return encode_frame(SNAPSHOT_CHUNK, chunk.SerializeToString())
+
+
+def encode_snapshot_ack(ack: SnapshotAck) -> bytes:
+    return encode_frame(SNAPSHOT_ACK, ack.SerializeToString())
 
 
 class FrameDecoder:
@@ -106,8 +121,16 @@ class FrameDecoder:
             raise FrameError("truncated", f"{self.pending_bytes()} bytes of an unfinished frame")
 
 
+_MESSAGES: dict[int, type[Frame]] = {
+    HANDSHAKE: Handshake,
+    RAFT: BatchRaftMessage,
+    SNAPSHOT_CHUNK: SnapshotChunk,
+    SNAPSHOT_ACK: SnapshotAck,
+}
+
+
 def _parse(kind: int, payload: bytes) -> Frame:
-    msg: Frame = Handshake() if kind == HANDSHAKE else BatchRaftMessage()
+    msg: Frame = BatchRaftMessage() if kind == RAFT else _MESSAGES[kind]()
     try:
         msg.ParseFromString(payload)
     except DecodeError as e:

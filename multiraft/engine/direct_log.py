@@ -62,6 +62,13 @@ class RaftLogWriter(Protocol):
         release token. The writer may keep `hs`: it is not mutated afterwards."""
         ...
 
+    def append_one(
+        self, batch: WriteBatch, index: int, raw: bytes, size: int, hs: HardState | None
+    ) -> int:
+        """`append(batch, index, index - 1, [raw], size, hs)`: one entry right after the last
+        one (the hot path: one call per region per round)."""
+        ...
+
     def hard_state(self, batch: WriteBatch, hs: HardState) -> None:
         """The hard state (kept, not mutated afterwards)."""
         ...
@@ -165,6 +172,18 @@ class DirectLog:
         else:
             items = [(_log_key(r, i), raw) for i, raw in enumerate(raws, first)]
         batch.extend_trusted(CF_RAFT_LOG, items, size + RAFT_LOG_KEY_LEN * n)
+        if hs is not None:
+            raw = hs.SerializeToString()
+            batch.extend_trusted(CF_RAFT_STATE, [(self._hs_key, raw)], 9 + len(raw))
+        return seq
+
+    def append_one(
+        self, batch: WriteBatch, index: int, raw: bytes, size: int, hs: HardState | None
+    ) -> int:
+        seq = self._cur_seq if self._cur_batch is batch else self._seq(batch)
+        batch.extend_trusted(
+            CF_RAFT_LOG, [(_log_key(self._region_id, index), raw)], size + RAFT_LOG_KEY_LEN
+        )
         if hs is not None:
             raw = hs.SerializeToString()
             batch.extend_trusted(CF_RAFT_STATE, [(self._hs_key, raw)], 9 + len(raw))

@@ -109,6 +109,7 @@ _log_key = pack_raft_log_key
 
 # Bytes counted per operation besides the payload (for the checkpoint byte trigger).
 _OP_OVERHEAD = 21
+_HARD_APPEND_OVERHEAD = 2 * _OP_OVERHEAD + 24
 
 
 @dataclass(slots=True)
@@ -328,6 +329,42 @@ class WalRegion:
                 fold.hs = hs
                 wal._bytes += 24 + _OP_OVERHEAD
         self.last = first + n - 1
+        return wal._gen
+
+    def append_one(
+        self, batch: WriteBatch, index: int, raw: bytes, size: int, hs: HardState | None
+    ) -> int:
+        # The hot path (one call per region per round): `append` for one entry right after
+        # the last one, `_record` and `Fold.append` inlined.
+        wal = self._wal
+        rec = wal._cur
+        if rec is None or rec.batch is not batch:
+            rec = wal._new_record(batch)
+        self._last_seq = rec.seq
+        r = self._region_id
+        if not self._dirty:
+            self._dirty = True
+            wal._dirty[r] = self
+        fold = self.fold
+        if hs is None:
+            rec.parts += (_pack_append_one(r, APPEND, index, 1, size), raw)
+            wal._bytes += size + _OP_OVERHEAD
+        else:
+            rec.parts += (
+                _pack_hard_append_one(
+                    r, HARD, hs.term, hs.vote, hs.commit, r, APPEND, index, 1, size
+                ),
+                raw,
+            )
+            fold.hs = hs
+            wal._bytes += size + _HARD_APPEND_OVERHEAD
+        raws = fold.raws
+        cur = fold.first
+        if cur is not None and index == cur + len(raws):
+            raws.append(raw)
+        else:
+            fold.append(index, [raw])
+        self.last = index
         return wal._gen
 
     def hard_state(self, batch: WriteBatch, hs: HardState) -> None:

@@ -111,6 +111,7 @@ class RegionStorage:
         "_cache_first",
         # appends not yet readable from the engine
         "_unread",
+        "_unread_token",
     )
 
     def __init__(
@@ -151,6 +152,9 @@ class RegionStorage:
         # [token, smallest first index] of appends whose entries are not yet readable from the
         # engine, oldest token first; the writer calls `_release(token)` once they are.
         self._unread: deque[list[int]] = deque()
+        # The token of `_unread[-1]` (-1 when `_unread` is empty): the hot path compares it
+        # without touching the deque.
+        self._unread_token = -1
 
         self._load()
         self._writer: RaftLogWriter
@@ -374,13 +378,41 @@ class RegionStorage:
         afterwards, in one call: a Ready's usual writes). The storage keeps the entry and hard
         state objects: do not mutate them afterwards."""
         n = len(entries)
-        if not n:
+        if n == 1:
+            e = entries[0]
+            first = e.index
+            old_last = self._last_index
+            if first == old_last + 1:
+                # The hot path (one call per region per round): one entry right after the last
+                # one, so right after the cached ones (the cache is the log's suffix), above
+                # the truncated index, and at or above every unreleased append's first index.
+                raw = e.SerializeToString()
+                size = len(raw)
+                token = self._writer.append_one(batch, first, raw, size, hs)
+                if token != self._unread_token:
+                    self._unread.append([token, first])
+                    self._unread_token = token
+                if hs is not None:
+                    self._hard_state = hs
+                cache = self._cache
+                cache.append(e)
+                self._cache_sizes.append(size)
+                self._cache_bytes += size
+                self._last_index = first
+                if (
+                    len(cache) > self._cache_max_entries
+                    or self._cache_bytes > self._cache_max_bytes
+                ):
+                    self._trim_cache()
+                return
+        elif not n:
             if hs is not None:
                 self.set_hard_state(batch, hs)
             return
-        e = entries[0]
-        first = e.index
-        old_last = self._last_index
+        else:
+            e = entries[0]
+            first = e.index
+            old_last = self._last_index
         assert self._truncated_index < first, (
             f"overwrite compacted raft logs, compacted: {self._truncated_index}, append: {first}"
         )
@@ -397,12 +429,7 @@ class RegionStorage:
             sizes = [len(v) for v in raws]
             token = self._writer.append(batch, first, old_last, raws, sum(sizes), hs)
         # Before the cache update: its trimming must see these entries as unreleased.
-        u = self._unread
-        if u and u[-1][0] == token:
-            if first < u[-1][1]:
-                u[-1][1] = first
-        else:
-            u.append([token, first])
+        self._note_unread(token, first)
         if hs is not None:
             self._hard_state = hs
         if n == 1:
@@ -425,11 +452,12 @@ class RegionStorage:
 
     def _note_unread(self, token: int, first: int) -> None:
         u = self._unread
-        if u and u[-1][0] == token:
+        if token == self._unread_token:
             if first < u[-1][1]:
                 u[-1][1] = first
         else:
             u.append([token, first])
+            self._unread_token = token
 
     def _release(self, token: int) -> None:
         """The writer's callback: appends with tokens <= `token` are readable from the
@@ -437,6 +465,8 @@ class RegionStorage:
         u = self._unread
         while u and u[0][0] <= token:
             u.popleft()
+        if not u:
+            self._unread_token = -1
         if len(self._cache) > self._cache_max_entries or self._cache_bytes > self._cache_max_bytes:
             self._trim_cache()
 

@@ -24,6 +24,14 @@ class ExtraMessageType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MsgWantRollbackMerge: _ClassVar[ExtraMessageType]
     MsgCheckStalePeer: _ClassVar[ExtraMessageType]
 
+class SnapshotStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SnapshotStatusNone: _ClassVar[SnapshotStatus]
+    SnapshotAccepted: _ClassVar[SnapshotStatus]
+    SnapshotRefused: _ClassVar[SnapshotStatus]
+    SnapshotReceived: _ClassVar[SnapshotStatus]
+    SnapshotFailed: _ClassVar[SnapshotStatus]
+
 class PeerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     Normal: _ClassVar[PeerState]
@@ -40,6 +48,11 @@ MsgHibernateRequest: ExtraMessageType
 MsgHibernateResponse: ExtraMessageType
 MsgWantRollbackMerge: ExtraMessageType
 MsgCheckStalePeer: ExtraMessageType
+SnapshotStatusNone: SnapshotStatus
+SnapshotAccepted: SnapshotStatus
+SnapshotRefused: SnapshotStatus
+SnapshotReceived: SnapshotStatus
+SnapshotFailed: SnapshotStatus
 Normal: PeerState
 Applying: PeerState
 Tombstone: PeerState
@@ -136,6 +149,26 @@ class Handshake(_message.Message):
     client_addr: str
     admin_addr: str
     def __init__(self, cluster_id: _Optional[int] = ..., store_id: _Optional[int] = ..., peer_addr: _Optional[str] = ..., client_addr: _Optional[str] = ..., admin_addr: _Optional[str] = ...) -> None: ...
+
+class SnapshotChunk(_message.Message):
+    __slots__ = ("header", "total_size", "data", "last")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    header: bytes
+    total_size: int
+    data: bytes
+    last: bool
+    def __init__(self, header: _Optional[bytes] = ..., total_size: _Optional[int] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
+
+class SnapshotAck(_message.Message):
+    __slots__ = ("status", "reason")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    status: SnapshotStatus
+    reason: str
+    def __init__(self, status: _Optional[_Union[SnapshotStatus, str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class MergeState(_message.Message):
     __slots__ = ("min_index", "target", "commit")

@@ -30,6 +30,10 @@ class ServerConfig:
     admin_addr: str = "127.0.0.1:20180"
     # "1=127.0.0.1:20161,2=127.0.0.1:20171"; empty: this store alone.
     initial_cluster: str = ""
+    # Join a running cluster instead of bootstrapping one: `initial_cluster` then lists stores
+    # to contact (this store need not be among them); regions arrive as the admin API adds
+    # replicas here.
+    join: bool = False
     initial_regions: int = 1
     cluster_id: int = 1
     admin_token: str = ""
@@ -83,9 +87,13 @@ class ServerConfig:
             raise ConfigError("max_frame_bytes must be at least 65536")
         if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_ca and not self.tls_cert):
             raise ConfigError("TLS needs tls_cert, tls_key and tls_ca together")
+        if self.join and not self.initial_cluster:
+            raise ConfigError("join needs initial_cluster: the stores of the running cluster")
         if self.initial_cluster:
             self._peers = parse_initial_cluster(self.initial_cluster)
-            if self.store_id not in self._peers:
+            if self.join:
+                self._peers.setdefault(self.store_id, parse_addr(self.peer_addr, "peer_addr"))
+            elif self.store_id not in self._peers:
                 raise ConfigError(
                     f"store_id {self.store_id} is not in initial_cluster ({self.initial_cluster})"
                 )

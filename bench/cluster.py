@@ -1,0 +1,186 @@
+"""A real cluster on loopback: N store processes (fsync on), client load from this process.
+
+    python -m bench.cluster --stores 3 --regions 16 --clients 64 --value-size 128 --duration 30
+
+`--clients` concurrent asyncio workers share one `AsyncClient` (pipelined, one connection per
+store) and loop: a write (put) with probability `--write-ratio`, else a linearizable read (get)
+of a key written earlier, keys spread over every region. Prints JSON (and saves
+bench/results/cluster.json): writes/s, reads/s, p50/p99/p999 latency per kind and overall,
+errors, and the stores' batching figures from /metrics. The first `--warmup` seconds are not
+counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import struct
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from multiraft.server.localcluster import LocalCluster
+from multiraft.server.main import install_uvloop
+
+from .common import emit
+
+
+def _pct(sorted_lat: list[float], q: float) -> float:
+    if not sorted_lat:
+        return 0.0
+    i = min(len(sorted_lat) - 1, int(q * len(sorted_lat)))
+    return round(sorted_lat[i] * 1000, 3)
+
+
+def _summary(lat: list[float], seconds: float) -> dict[str, Any]:
+    s = sorted(lat)
+    return {
+        "ops": len(s),
+        "per_second": round(len(s) / seconds, 1) if seconds else 0.0,
+        "p50_ms": _pct(s, 0.50),
+        "p99_ms": _pct(s, 0.99),
+        "p999_ms": _pct(s, 0.999),
+        "max_ms": round(s[-1] * 1000, 3) if s else 0.0,
+    }
+
+
+async def _load(args: argparse.Namespace, addrs: list[str]) -> dict[str, Any]:
+    from multiraft.client import AsyncClient
+
+    rng = random.Random(args.seed)
+    value = bytes(rng.getrandbits(8) for _ in range(args.value_size))
+    client = AsyncClient(addrs)
+    written: list[bytes] = []
+    writes: list[float] = []
+    reads: list[float] = []
+    errors: dict[str, int] = {}
+    start = time.perf_counter()
+    counting_from = start + args.warmup
+    end = counting_from + args.duration
+
+    def key(n: int) -> bytes:
+        # The first two bytes spread the keys over the whole key space (every region).
+        return struct.pack(">HI", (n * 40503) & 0xFFFF, n)
+
+    counter = 0
+
+    async def worker(wid: int) -> None:
+        nonlocal counter
+        r = random.Random(args.seed * 1000 + wid)
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= end:
+                return
+            is_write = not written or r.random() < args.write_ratio
+            try:
+                if is_write:
+                    counter += 1
+                    k = key(counter)
+                    await client.put(k, value)
+                    written.append(k)
+                else:
+                    await client.get(written[r.randrange(len(written))])
+            except Exception as e:  # counted, never fatal: the benchmark reports them
+                name = type(e).__name__
+                errors[name] = errors.get(name, 0) + 1
+                continue
+            t1 = time.perf_counter()
+            if t0 >= counting_from:
+                (writes if is_write else reads).append(t1 - t0)
+
+    try:
+        await asyncio.gather(*(worker(i) for i in range(args.clients)))
+    finally:
+        close = client.close()
+        if asyncio.iscoroutine(close):
+            await close
+    seconds = args.duration
+    return {
+        "writes": _summary(writes, seconds),
+        "reads": _summary(reads, seconds),
+        "all": _summary(writes + reads, seconds),
+        "errors": errors,
+    }
+
+
+def _store_metrics(cluster: LocalCluster) -> dict[str, Any]:
+    out: dict[str, float] = {}
+    for sid in cluster.stores:
+        text = cluster.admin(sid, "/metrics")
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name in (
+                    "multiraft_batch_rounds_total",
+                    "multiraft_fsyncs_total",
+                    "multiraft_proposals_total",
+                    "multiraft_frames_sent_total",
+                    "multiraft_raft_messages_sent_total",
+                ):
+                    out[s.name] = out.get(s.name, 0.0) + s.value
+    return {k.removeprefix("multiraft_"): int(v) for k, v in sorted(out.items())}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--stores", type=int, default=3)
+    p.add_argument("--regions", type=int, default=16)
+    p.add_argument("--clients", type=int, default=64)
+    p.add_argument("--value-size", type=int, default=128)
+    p.add_argument("--duration", type=float, default=30.0)
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--write-ratio", type=float, default=0.5)
+    p.add_argument("--no-fsync", action="store_true", help="stores without fsync (not the default)")
+    p.add_argument("--base-tick-ms", type=int, default=100)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-save", action="store_true")
+    args = p.parse_args(argv)
+    install_uvloop()
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
+        cluster = LocalCluster(
+            args.stores,
+            Path(tmp),
+            initial_regions=args.regions,
+            base_tick_ms=args.base_tick_ms,
+            fsync=not args.no_fsync,
+            log_level="warning",
+        )
+        try:
+            cluster.start_all()
+            cluster.wait_ready(120)
+            before = _store_metrics(cluster)
+            result = asyncio.run(_load(args, cluster.client_addrs()))
+            after = _store_metrics(cluster)
+        finally:
+            codes = cluster.close()
+    stores = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    doc = {
+        "params": {
+            "stores": args.stores,
+            "regions": args.regions,
+            "clients": args.clients,
+            "value_size": args.value_size,
+            "duration_s": args.duration,
+            "write_ratio": args.write_ratio,
+            "fsync": not args.no_fsync,
+            "base_tick_ms": args.base_tick_ms,
+        },
+        "writes_per_s": result["writes"]["per_second"],
+        "reads_per_s": result["reads"]["per_second"],
+        "latency_ms": {
+            "p50": result["all"]["p50_ms"],
+            "p99": result["all"]["p99_ms"],
+            "p999": result["all"]["p999_ms"],
+        },
+        **result,
+        "stores_during_run": stores,
+        "exit_codes": codes,
+    }
+    emit("cluster", doc, save=not args.no_save)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,410 @@
+"""The admin HTTP API and the Prometheus endpoint of a store (aiohttp, on `admin_addr`).
+
+Read-only: `GET /metrics`, `/health`, `/status`, `/regions`, `/regions/{id}`, `/openapi.json`.
+Mutating (bearer token if `admin_token` is set): `POST /regions/{id}/transfer-leader`,
+`POST /regions/{id}/peers`, `DELETE /regions/{id}/peers/{store_id}`. A mutating call asked of
+a follower is forwarded to the leader's store (its admin address comes from the peer
+handshake), at most one hop. Errors are `{"error": {"code", "message", ...}}` with 400 (bad
+input), 401 (token), 404 (unknown region or route), 409 (conflicts with the region's epoch or a
+change in progress), 503 (no leader known, shutting down), 504 (no answer in time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from metrics import exposition
+from multiraft.engine import CF_KV
+from multiraft.proto.serverpb_pb2 import Learner, Region, Voter
+from multiraft.store.errors import (
+    EpochNotMatch,
+    InvalidRequest,
+    NotLeader,
+    RegionBusy,
+    RegionNotFound,
+    StoreError,
+)
+
+from .config import parse_addr
+from .openapi import OPENAPI
+
+if TYPE_CHECKING:
+    from multiraft.store.peer import Peer
+
+    from .node import StoreNode
+
+__all__ = ["AdminServer", "region_json", "FORWARDED_HEADER"]
+
+_log = logging.getLogger(__name__)
+
+FORWARDED_HEADER = "X-Multiraft-Forwarded"
+# How long a membership change may take to apply on the leader before we answer 504.
+CHANGE_TIMEOUT = 15.0
+# Scanning a region to estimate its size stops after this many pairs (a lower bound past it).
+_SIZE_SCAN_LIMIT = 20_000
+_ROLES = {Voter: "voter", Learner: "learner", 2: "incoming_voter", 3: "demoting_voter"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.extra = extra
+
+    def response(self) -> web.Response:
+        body: dict[str, Any] = {"code": self.code, "message": str(self), **self.extra}
+        return web.json_response({"error": body}, status=self.status)
+
+
+def _store_error(e: StoreError) -> ApiError:
+    if isinstance(e, RegionNotFound):
+        return ApiError(404, e.code, str(e))
+    if isinstance(e, InvalidRequest):
+        return ApiError(400, e.code, str(e))
+    if isinstance(e, (RegionBusy, EpochNotMatch)):
+        return ApiError(409, e.code, str(e))
+    if isinstance(e, NotLeader):
+        extra: dict[str, Any] = {}
+        if e.leader is not None:
+            extra["leader"] = {"peer_id": e.leader.id, "store_id": e.leader.store_id}
+        return ApiError(503, e.code, str(e), **extra)
+    if e.retryable:
+        return ApiError(503, e.code, str(e))
+    return ApiError(500, e.code, str(e))
+
+
+def region_json(region: Region, peer: Peer | None, hibernated: bool, size: int) -> dict[str, Any]:
+    """A region as the API shows it (issue 7's shape; keys in hex)."""
+    leader = peer.leader_meta() if peer is not None else None
+    return {
+        "id": region.id,
+        "start_key": region.start_key.hex(),
+        "end_key": region.end_key.hex(),
+        "epoch": {
+            "conf_ver": region.region_epoch.conf_ver,
+            "version": region.region_epoch.version,
+        },
+        "peers": [
+            {"id": p.id, "store_id": p.store_id, "role": _ROLES.get(p.role, str(p.role))}
+            for p in region.peers
+        ],
+        "leader": (
+            {"peer_id": leader.id, "store_id": leader.store_id} if leader is not None else None
+        ),
+        "applied_index": peer.applied_index if peer is not None else 0,
+        "approximate_size": size,
+        "hibernated": hibernated,
+    }
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as e:
+        return e.response()
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(e.status, "HTTP_ERROR")
+        return ApiError(e.status, code, e.reason).response()
+
+
+class AdminServer:
+    """The admin API of `node` (see the module docstring)."""
+
+    def __init__(self, node: StoreNode) -> None:
+        self.node = node
+        self.app = self.make_app()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        # (region id, applied index) -> approximate size, so that polling stays cheap.
+        self._sizes: dict[int, tuple[int, int]] = {}
+
+    def make_app(self) -> web.Application:
+        app = web.Application(middlewares=[_errors], client_max_size=1 << 16)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/health", self.health)
+        app.router.add_get("/status", self.status)
+        app.router.add_get("/regions", self.regions)
+        app.router.add_get("/regions/{id}", self.region)
+        app.router.add_post("/regions/{id}/transfer-leader", self.transfer_leader)
+        app.router.add_post("/regions/{id}/peers", self.add_peer)
+        app.router.add_delete("/regions/{id}/peers/{store_id}", self.remove_peer)
+        app.router.add_get("/openapi.json", self.openapi)
+        return app
+
+    async def start(self, addr: str) -> int:
+        """Listen on `addr`; returns the port."""
+        host, port = parse_addr(addr, "admin_addr")
+        runner = self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        bound = runner.addresses[0]
+        return int(bound[1])
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- read-only ---------------------------------------------------------------------------
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        self.node.flush_metrics()
+        body = exposition(self.node.metrics.registry)
+        resp = web.Response(body=body)
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    async def health(self, request: web.Request) -> web.Response:
+        node = self.node
+        if node.stopping:
+            raise ApiError(503, "STOPPING", "the store is shutting down")
+        return web.json_response({"status": "ok", "store_id": node.config.store_id})
+
+    async def status(self, request: web.Request) -> web.Response:
+        node = self.node
+        store = node.store
+        peers = store.peers
+        hibernated = sum(1 for rid in peers if store.is_hibernated(rid))
+        c = node.config
+        return web.json_response(
+            {
+                "store_id": c.store_id,
+                "cluster_id": c.cluster_id,
+                "regions": len(peers),
+                "leaders": store.leaders(),
+                "hibernated": hibernated,
+                "addresses": {
+                    "peer": node.peer_addr,
+                    "client": node.client_addr,
+                    "admin": node.admin_addr,
+                },
+                "stores": node.addrs.to_json(),
+                "uptime_seconds": round(node.uptime(), 3),
+                "stopping": node.stopping,
+            }
+        )
+
+    def _region_json(self, peer: Peer) -> dict[str, Any]:
+        store = self.node.store
+        rid = peer.region.id
+        return region_json(peer.region, peer, store.is_hibernated(rid), self._size(peer))
+
+    def _size(self, peer: Peer) -> int:
+        rid, applied = peer.region.id, peer.applied_index
+        cached = self._sizes.get(rid)
+        if cached is not None and cached[0] == applied:
+            return cached[1]
+        if not peer.initialized:
+            return 0
+        region = peer.region
+        pairs = self.node.store.engine.scan(
+            CF_KV, region.start_key, region.end_key or None, _SIZE_SCAN_LIMIT
+        )
+        size = sum(len(k) + len(v) for k, v in pairs)
+        self._sizes[rid] = (applied, size)
+        return size
+
+    async def regions(self, request: web.Request) -> web.Response:
+        peers = sorted(self.node.store.peers.values(), key=lambda p: p.region.start_key)
+        return web.json_response({"regions": [self._region_json(p) for p in peers]})
+
+    async def region(self, request: web.Request) -> web.Response:
+        return web.json_response(self._region_json(self._peer(request)))
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
+
+    # -- mutating ----------------------------------------------------------------------------
+
+    async def transfer_leader(self, request: web.Request) -> web.StreamResponse:
+        self._auth(request)
+        body = await self._body(request)
+        to_store = self._int_field(body, "store_id")
+        peer = self._peer(request)
+        if not peer.is_leader():
+            return await self._forward(request, peer, body)
+        node = self.node
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def callback(_result: Any, err: StoreError | None) -> None:
+            if not done.done():
+                if err is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(err)
+
+        try:
+            node.store.transfer_leader(peer.region.id, to_store, callback)
+        except NotLeader:
+            return await self._forward(request, peer, body)
+        except StoreError as e:
+            raise _store_error(e) from None
+        node.kick()
+        await self._wait(done)
+        return web.json_response(
+            {"status": "started", "to_store": to_store, "region": self._region_json(peer)},
+            status=202,
+        )
+
+    async def add_peer(self, request: web.Request) -> web.StreamResponse:
+        self._auth(request)
+        body = await self._body(request)
+        store_id = self._int_field(body, "store_id")
+        role = body.get("role", "voter")
+        if role not in ("voter", "learner"):
+            raise ApiError(400, "BAD_REQUEST", f"role must be 'voter' or 'learner', got {role!r}")
+        op = "add_voter" if role == "voter" else "add_learner"
+        return await self._change(request, body, op, store_id)
+
+    async def remove_peer(self, request: web.Request) -> web.StreamResponse:
+        self._auth(request)
+        raw = request.match_info["store_id"]
+        if not raw.isdigit() or int(raw) <= 0:
+            raise ApiError(400, "BAD_REQUEST", f"store id must be a positive integer, got {raw!r}")
+        return await self._change(request, None, "remove", int(raw))
+
+    async def _change(
+        self, request: web.Request, body: dict[str, Any] | None, op: str, store_id: int
+    ) -> web.StreamResponse:
+        peer = self._peer(request)
+        if not peer.is_leader():
+            return await self._forward(request, peer, body)
+        node = self.node
+        done: asyncio.Future[Region] = asyncio.get_running_loop().create_future()
+
+        def callback(result: Any, err: StoreError | None) -> None:
+            if done.done():
+                return
+            if err is not None:
+                done.set_exception(err)
+            else:
+                done.set_result(result)
+
+        try:
+            node.store.change_peer(peer.region.id, op, store_id, callback)
+        except NotLeader:
+            return await self._forward(request, peer, body)
+        except StoreError as e:
+            raise _store_error(e) from None
+        node.kick()
+        region = await self._wait(done)
+        cur = node.store.peers.get(region.id)
+        size = self._size(cur) if cur is not None else 0
+        hib = node.store.is_hibernated(region.id)
+        return web.json_response({"region": region_json(region, cur, hib, size)})
+
+    async def _wait(self, fut: asyncio.Future[Any]) -> Any:
+        try:
+            return await asyncio.wait_for(fut, CHANGE_TIMEOUT)
+        except TimeoutError:
+            raise ApiError(
+                504, "TIMEOUT", f"not applied within {CHANGE_TIMEOUT:.0f}s; check the region"
+            ) from None
+        except StoreError as e:
+            raise _store_error(e) from None
+
+    async def _forward(
+        self, request: web.Request, peer: Peer, body: dict[str, Any] | None
+    ) -> web.StreamResponse:
+        """Ask the leader's store to do it (one hop at most)."""
+        leader = peer.leader_meta()
+        hint: dict[str, Any] = {}
+        if leader is not None:
+            hint["leader"] = {"peer_id": leader.id, "store_id": leader.store_id}
+        rid = peer.region.id
+        if leader is None or leader.store_id == self.node.config.store_id:
+            raise ApiError(503, "NOT_LEADER", f"region {rid}: no leader known yet", **hint)
+        if request.headers.get(FORWARDED_HEADER):
+            raise ApiError(
+                503, "NOT_LEADER", f"region {rid}: not the leader here either (forwarded)", **hint
+            )
+        addr = self.node.addrs.admin.get(leader.store_id)
+        if not addr:
+            raise ApiError(
+                503,
+                "NOT_LEADER",
+                f"region {rid}: the leader is on store {leader.store_id}, address unknown",
+                **hint,
+            )
+        headers = {FORWARDED_HEADER: str(self.node.config.store_id)}
+        auth = request.headers.get("Authorization")
+        if auth:
+            headers["Authorization"] = auth
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        url = f"http://{addr}{request.rel_url}"
+        try:
+            async with self._session.request(
+                request.method,
+                url,
+                json=body,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=CHANGE_TIMEOUT + 5),
+            ) as resp:
+                data = await resp.read()
+                return web.Response(
+                    body=data,
+                    status=resp.status,
+                    content_type=resp.content_type or "application/json",
+                )
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise ApiError(
+                503,
+                "FORWARD_FAILED",
+                f"region {rid}: forwarding to store {leader.store_id} at {addr} failed: {e!r}",
+                **hint,
+            ) from None
+
+    # -- request parsing ---------------------------------------------------------------------
+
+    def _auth(self, request: web.Request) -> None:
+        token = self.node.config.admin_token
+        if not token:
+            return
+        got = request.headers.get("Authorization", "")
+        if got != f"Bearer {token}":
+            raise ApiError(401, "UNAUTHORIZED", "a valid bearer token is required")
+
+    def _peer(self, request: web.Request) -> Peer:
+        raw = request.match_info["id"]
+        if not raw.isdigit():
+            raise ApiError(400, "BAD_REQUEST", f"region id must be a positive integer, got {raw!r}")
+        rid = int(raw)
+        peer = self.node.store.peers.get(rid)
+        if peer is None:
+            raise ApiError(404, "REGION_NOT_FOUND", f"region {rid} not found on this store")
+        return peer
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.read() or b"null")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ApiError(400, "BAD_REQUEST", f"the body is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "BAD_REQUEST", "the body must be a JSON object")
+        return body
+
+    @staticmethod
+    def _int_field(body: dict[str, Any], name: str) -> int:
+        v = body.get(name)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ApiError(400, "BAD_REQUEST", f"{name!r} must be a positive integer, got {v!r}")
+        return v

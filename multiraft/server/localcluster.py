@@ -1,0 +1,279 @@
+"""`LocalCluster`: real `multiraft server` child processes on this machine (127.0.0.1).
+
+Used by `multiraft playground`, the end-to-end tests and `bench/cluster.py`. Store `i` (1-based)
+listens on `base + 10*(i-1)` (client), `+1` (peer) and `+2` (admin); each child's output goes to
+`<data_dir>/store-<i>.log`. `close()` stops every child: SIGTERM, then SIGKILL after a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LocalCluster", "StoreProc", "free_base_port", "port_free"]
+
+PORTS_PER_STORE = 10
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As the servers bind: a port in TIME_WAIT is usable.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(stores: int, start: int = 20160, attempts: int = 200) -> int:
+    """A base port such that the 3 ports of every store are free: `start` if possible, else
+    one above it (`start` + a multiple of 100), else ask the OS for a random one."""
+    def ok(base: int) -> bool:
+        return base + PORTS_PER_STORE * stores < 65000 and all(
+            port_free(base + PORTS_PER_STORE * i + j) for i in range(stores) for j in range(3)
+        )
+
+    for i in range(attempts):
+        base = start + 100 * i
+        if ok(base):
+            return base
+    for _ in range(attempts):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        base = min(base, 60000)
+        if ok(base):
+            return base
+    raise RuntimeError("no free ports")
+
+
+@dataclass
+class StoreProc:
+    store_id: int
+    client_addr: str
+    peer_addr: str
+    admin_addr: str
+    data_dir: Path
+    log_path: Path
+    args: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class LocalCluster:
+    """N stores bootstrapped together; more may join later (`add_store`)."""
+
+    def __init__(
+        self,
+        stores: int,
+        data_dir: str | os.PathLike[str],
+        *,
+        initial_regions: int = 1,
+        base_port: int | None = None,
+        base_tick_ms: int | None = None,
+        fsync: bool = True,
+        extra_args: list[str] | None = None,
+        cluster_id: int = 1,
+        log_level: str = "info",
+    ) -> None:
+        self.n = stores
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.initial_regions = initial_regions
+        self.base_port = base_port if base_port is not None else free_base_port(stores + 2)
+        self.base_tick_ms = base_tick_ms
+        self.fsync = fsync
+        self.extra_args = list(extra_args or [])
+        self.cluster_id = cluster_id
+        self.log_level = log_level
+        self.stores: dict[int, StoreProc] = {}
+        for sid in range(1, stores + 1):
+            self.stores[sid] = self._make(sid)
+        self.initial_cluster = ",".join(f"{s.store_id}={s.peer_addr}" for s in self.stores.values())
+
+    def _make(self, sid: int) -> StoreProc:
+        base = self.base_port + PORTS_PER_STORE * (sid - 1)
+        d = self.data_dir / f"store-{sid}"
+        return StoreProc(
+            sid,
+            f"127.0.0.1:{base}",
+            f"127.0.0.1:{base + 1}",
+            f"127.0.0.1:{base + 2}",
+            d,
+            self.data_dir / f"store-{sid}.log",
+        )
+
+    # -- processes ----------------------------------------------------------------------------
+
+    def command(self, sp: StoreProc, join: bool = False) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "multiraft", "server",
+            "--store-id", str(sp.store_id),
+            "--data-dir", str(sp.data_dir),
+            "--client-addr", sp.client_addr,
+            "--peer-addr", sp.peer_addr,
+            "--admin-addr", sp.admin_addr,
+            "--initial-cluster", self.initial_cluster,
+            "--initial-regions", str(self.initial_regions),
+            "--cluster-id", str(self.cluster_id),
+            "--log-level", self.log_level,
+        ]
+        if join:
+            cmd.append("--join")
+        if self.base_tick_ms is not None:
+            cmd += ["--base-tick-ms", str(self.base_tick_ms)]
+        if not self.fsync:
+            cmd.append("--no-fsync")
+        return cmd + self.extra_args + sp.args
+
+    def start(self, sid: int, join: bool = False) -> StoreProc:
+        sp = self.stores[sid]
+        assert not sp.running, f"store {sid} is running"
+        log = open(sp.log_path, "ab")
+        # The children run the same code as this process (not another installed copy).
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        try:
+            sp.proc = subprocess.Popen(
+                self.command(sp, join), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=env,
+                # Ctrl-C in a terminal reaches the playground only; it stops the children.
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        return sp
+
+    def start_all(self) -> None:
+        for sid in self.stores:
+            if not self.stores[sid].running:
+                self.start(sid)
+
+    def add_store(self) -> StoreProc:
+        """A new store that joins the running cluster (it holds no region at first)."""
+        sid = max(self.stores) + 1
+        sp = self.stores[sid] = self._make(sid)
+        self.start(sid, join=True)
+        return sp
+
+    def stop(self, sid: int, timeout: float = 20.0) -> int:
+        """SIGTERM, wait; SIGKILL after `timeout`. Returns the exit status."""
+        sp = self.stores[sid]
+        p = sp.proc
+        if p is None:
+            return 0
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode
+
+    def kill(self, sid: int) -> None:
+        p = self.stores[sid].proc
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait()
+
+    def close(self, timeout: float = 15.0) -> dict[int, int]:
+        """Stop every store (SIGTERM all at once, then wait, SIGKILL stragglers)."""
+        procs = {sid: sp.proc for sid, sp in self.stores.items() if sp.proc is not None}
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        codes: dict[int, int] = {}
+        for sid, p in procs.items():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            codes[sid] = p.returncode
+        return codes
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the admin API ------------------------------------------------------------------------
+
+    def admin(
+        self, sid: int, path: str, method: str = "GET", body: Any = None, timeout: float = 10.0
+    ) -> Any:
+        """JSON from store `sid`'s admin API; raises urllib.error.HTTPError on >= 400."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"http://{self.stores[sid].admin_addr}{path}", data=data, method=method
+        )
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+        return json.loads(raw) if path != "/metrics" else raw.decode()
+
+    def leaders(self) -> dict[int, int] | None:
+        """Region id -> leader store as the running stores see it; None if some running store
+        does not answer or some region has no leader yet."""
+        out: dict[int, int] = {}
+        for sid, sp in self.stores.items():
+            if not sp.running:
+                continue
+            try:
+                regions = self.admin(sid, "/regions", timeout=2.0)["regions"]
+            except (OSError, ValueError, urllib.error.URLError):
+                return None
+            for r in regions:
+                if r["leader"] is None:
+                    return None
+                out.setdefault(r["id"], r["leader"]["store_id"])
+        return out
+
+    def wait_ready(self, timeout: float = 60.0, regions: int | None = None) -> dict[int, int]:
+        """Until every running store answers and every region has a leader; returns region id
+        -> leader store. Raises RuntimeError (with the logs' tail) on timeout or a dead child."""
+        want = regions if regions is not None else self.initial_regions
+        deadline = time.monotonic() + timeout
+        while True:
+            for sid, sp in self.stores.items():
+                if sp.proc is not None and sp.proc.poll() is not None and sp.proc.returncode != 0:
+                    raise RuntimeError(
+                        f"store {sid} exited with {sp.proc.returncode}:\n{self.log_tail(sid)}"
+                    )
+            leaders = self.leaders()
+            if leaders is not None and len(leaders) >= want:
+                return leaders
+            if time.monotonic() > deadline:
+                tails = "\n".join(self.log_tail(s) for s in self.stores)
+                raise RuntimeError(f"cluster not ready after {timeout:.0f}s:\n{tails}")
+            time.sleep(0.1)
+
+    def log_tail(self, sid: int, lines: int = 15) -> str:
+        try:
+            text = self.stores[sid].log_path.read_text(errors="replace")
+        except OSError:
+            return f"(no log for store {sid})"
+        tail = "\n".join(text.splitlines()[-lines:])
+        return f"--- store {sid} ---\n{tail}"
+
+    def client_addrs(self) -> list[str]:
+        return [sp.client_addr for sp in self.stores.values()]

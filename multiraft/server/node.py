@@ -1,0 +1,547 @@
+"""`StoreNode`: the asyncio runtime of one store process.
+
+Everything runs on one event loop (DESIGN.md): the ticker, the store's rounds, the transport,
+the client service and the admin server; beside it, the batching writer thread commits the
+rounds (one fsync each) and wakes the loop through `call_soon_threadsafe`.
+
+Rounds are *kicked*, not polled: any input (a raft frame, a client request, a tick, a finished
+write round, a snapshot outcome) calls `kick()`, which schedules at most one pending round with
+`call_soon`; after a round, if the store still has work, another is kicked. So a burst of input
+within one loop iteration costs one round, and an idle store runs no rounds but its ticks.
+
+Invariant: at most one round is scheduled (`_round_handle`) and rounds never nest (the store is
+not re-entrant; callbacks that fire inside a round only kick).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from batching import Batcher, BatchingFatalError
+from metrics import StoreMetrics
+from multiraft.engine import LmdbEngine
+from multiraft.proto.serverpb_pb2 import BatchRaftMessage, Handshake
+from multiraft.store import StoreError
+from multiraft.store.errors import ServerBusy
+from multiraft.store.store import Store, StoreConfig
+from router.codec import encode_batch
+from router.transport import Transport, make_ssl_contexts
+
+from .config import ConfigError, ServerConfig, parse_addr
+
+__all__ = ["StoreNode", "StoreAddrs", "store_config_from"]
+
+_log = logging.getLogger(__name__)
+
+# How often a joining store re-announces itself to the stores it has not heard from (s).
+_ANNOUNCE_INTERVAL = 1.0
+# Learned addresses of other stores, kept in the data dir across restarts.
+_ADDRS_FILE = "stores.json"
+
+
+class StoreAddrs:
+    """What this store knows of every store's addresses (its own included): the initial
+    cluster's peer addresses, then whatever the handshakes tell."""
+
+    def __init__(self) -> None:
+        self.peer: dict[int, str] = {}
+        self.client: dict[int, str] = {}
+        self.admin: dict[int, str] = {}
+
+    def to_json(self) -> dict[str, Any]:
+        ids = sorted(set(self.peer) | set(self.client) | set(self.admin))
+        return {
+            str(s): {
+                "peer_addr": self.peer.get(s, ""),
+                "client_addr": self.client.get(s, ""),
+                "admin_addr": self.admin.get(s, ""),
+            }
+            for s in ids
+        }
+
+
+def store_config_from(config: ServerConfig) -> StoreConfig:
+    """The store's tunables from the server's configuration."""
+    return StoreConfig(
+        election_ticks=config.election_ticks,
+        heartbeat_ticks=config.heartbeat_ticks,
+        check_quorum=config.check_quorum,
+        pre_vote=config.pre_vote,
+        lease_reads=config.lease_reads,
+        log_gc_keep=config.raft_log_gc_keep,
+        # Outbound frames are split well below the receivers' limit.
+        max_frame_bytes=min(4 << 20, config.max_frame_bytes // 2),
+    )
+
+
+def _addr_with_port(addr: str, port: int) -> str:
+    host, _ = parse_addr(addr)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def _reachable(addr: str, peer_addr: str) -> str:
+    """A store's advertised address, with a wildcard host (0.0.0.0, ::) replaced by the host
+    of its peer address (what we reach it at)."""
+    if not addr:
+        return ""
+    try:
+        host, port = parse_addr(addr)
+        peer_host, _ = parse_addr(peer_addr)
+    except ConfigError:
+        return addr
+    if host in ("0.0.0.0", "::", "") and peer_host not in ("0.0.0.0", "::", ""):
+        return _addr_with_port(f"{peer_host}:1", port)
+    return addr
+
+
+class StoreNode:
+    """One store process: `await start()`, then `await wait_stopped()`; `request_stop()` (e.g.
+    from a signal handler) stops it gracefully. `exit_code` tells how it ended."""
+
+    def __init__(self, config: ServerConfig, *, metrics: StoreMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics if metrics is not None else StoreMetrics()
+        self.addrs = StoreAddrs()
+        self.started_at = time.time()
+        self.exit_code = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._engine: LmdbEngine | None = None
+        self._store: Store | None = None
+        self._transport: Transport | None = None
+        self._client: Any = None
+        self._admin: Any = None
+        self._flusher: Any = None
+        # The pending round, if one is scheduled (at most one).
+        self._round_handle: asyncio.Handle | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._announce_handle: asyncio.TimerHandle | None = None
+        self._in_round = False
+        self._stopping = False
+        self._stopped: asyncio.Event | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        # Raft frames sent, per destination store (the metrics flush reads it).
+        self.frames_by_store: dict[int, int] = {}
+        self.unreachable_reports = 0
+        # Stores we received a handshake from (a joining store announces itself until then).
+        self._heard_from: set[int] = set()
+
+    # -- accessors --------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "start() first"
+        return self._store
+
+    @property
+    def transport(self) -> Transport:
+        assert self._transport is not None, "start() first"
+        return self._transport
+
+    @property
+    def client_service(self) -> Any:
+        return self._client
+
+    @property
+    def client_addr(self) -> str:
+        return self.addrs.client.get(self.config.store_id, self.config.client_addr)
+
+    @property
+    def admin_addr(self) -> str:
+        return self.addrs.admin.get(self.config.store_id, self.config.admin_addr)
+
+    @property
+    def peer_addr(self) -> str:
+        return self.addrs.peer.get(self.config.store_id, self.config.peer_addr)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the data dir, recover or bootstrap the store, then listen on the peer, client
+        and admin addresses. Raises ConfigError for a data dir of another cluster or store,
+        OSError for an address in use."""
+        c = self.config
+        loop = self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        # The writer thread needs the GIL back after each fsync (batching/batcher.py).
+        sys.setswitchinterval(0.0005)
+        engine = self._engine = LmdbEngine(Path(c.data_dir), fsync=c.fsync)
+        try:
+            batcher: Batcher[Any] = Batcher(
+                engine,
+                pipelined=True,
+                on_complete=self._on_round_written,
+            )
+            store = self._store = Store(
+                c.store_id,
+                engine,
+                self._send,
+                store_config_from(c),
+                random.Random(),
+                send_snapshot=self._send_snapshot,
+                batcher=batcher,
+                clock=time.perf_counter,
+            )
+            try:
+                if c.join:
+                    store.join(c.cluster_id)
+                else:
+                    store.bootstrap(c.cluster_id, sorted(c.peers()), c.initial_regions)
+            except StoreError as e:
+                raise ConfigError(f"data dir {c.data_dir}: {e}") from None
+            self._load_addrs()
+            await self._start_transport()
+            await self._start_client_service()
+            await self._start_admin()
+        except BaseException:
+            await self._close_all()
+            raise
+        from .metrics_flush import MetricsFlusher
+
+        self._flusher = MetricsFlusher(
+            self.metrics,
+            self._store,
+            self._transport,
+            self.frames_by_store,
+            self._client_stats,
+        )
+        self._tick_handle = loop.call_later(c.base_tick_ms / 1000, self._tick)
+        if c.join:
+            self._announce()
+        self.kick()
+        _log.info(
+            "store %d of cluster %d up: %d regions, peer %s, client %s, admin %s",
+            c.store_id,
+            c.cluster_id,
+            len(self.store.peers),
+            self.peer_addr,
+            self.client_addr,
+            self.admin_addr,
+        )
+
+    async def _start_transport(self) -> None:
+        c = self.config
+        server_ssl = client_ssl = None
+        if c.tls_cert:
+            server_ssl, client_ssl = make_ssl_contexts(c.tls_ca, c.tls_cert, c.tls_key)
+        on_snapshot: Callable[[int, bytes, bytes], None] | None = None
+        if hasattr(self._store, "on_snapshot"):
+            on_snapshot = self._on_snapshot
+        t = self._transport = Transport(
+            cluster_id=c.cluster_id,
+            store_id=c.store_id,
+            listen_addr=c.peer_addr,
+            on_batch=self._on_batch,
+            on_unreachable=self._on_unreachable,
+            on_snapshot=on_snapshot,
+            on_peer_info=self._on_peer_info,
+            client_addr=c.client_addr,
+            admin_addr=c.admin_addr,
+            max_frame=c.max_frame_bytes,
+            server_ssl=server_ssl,
+            client_ssl=client_ssl,
+        )
+        await t.start()
+        me = c.store_id
+        self.addrs.peer[me] = _addr_with_port(c.peer_addr, t.listen_port)
+        for sid, (host, port) in c.peers().items():
+            if sid != me:
+                # The configuration wins over addresses learned in an earlier life.
+                self.addrs.peer[sid] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        for sid, addr in self.addrs.peer.items():
+            if sid != me:
+                t.add_store(sid, addr)
+
+    async def _start_client_service(self) -> None:
+        c = self.config
+        try:
+            # By name, so that this module type-checks whichever lands first (a direct import
+            # once client_service.py is on main).
+            mod = importlib.import_module("multiraft.server.client_service")
+        except ModuleNotFoundError as e:
+            if e.name != "multiraft.server.client_service":
+                raise
+            _log.warning("no client service (multiraft.server.client_service is missing)")
+            return
+
+        svc = self._client = mod.ClientService(self.store, self.kick, self.addrs.client)
+        host, port = parse_addr(c.client_addr, "client_addr")
+        await svc.start(host, port)
+        self.addrs.client[c.store_id] = _addr_with_port(c.client_addr, int(svc.listen_port))
+        self.transport.client_addr = self.addrs.client[c.store_id]
+
+    async def _start_admin(self) -> None:
+        from .admin import AdminServer
+
+        c = self.config
+        admin = self._admin = AdminServer(self)
+        port = await admin.start(c.admin_addr)
+        self.addrs.admin[c.store_id] = _addr_with_port(c.admin_addr, port)
+        self.transport.admin_addr = self.addrs.admin[c.store_id]
+
+    def request_stop(self, exit_code: int = 0) -> None:
+        """Begin a graceful stop (idempotent); `wait_stopped()` returns once it is done."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if exit_code:
+            self.exit_code = exit_code
+        loop = self._loop
+        assert loop is not None
+        self._stop_task = loop.create_task(self._stop())
+
+    async def wait_stopped(self) -> int:
+        assert self._stopped is not None, "start() first"
+        await self._stopped.wait()
+        return self.exit_code
+
+    async def stop(self) -> int:
+        self.request_stop()
+        return await self.wait_stopped()
+
+    async def _stop(self) -> None:
+        _log.info("store %d stopping", self.config.store_id)
+        for h in (self._tick_handle, self._announce_handle):
+            if h is not None:
+                h.cancel()
+        try:
+            # Stop accepting client work; what was accepted gets its answer (or an error).
+            if self._client is not None:
+                await self._client.close()
+                self._client = None
+            store = self._store
+            if store is not None and self.exit_code == 0:
+                # Finish the round in flight and flush what is queued: durable before we go.
+                try:
+                    self._cancel_round()
+                    self._run_round_now()
+                    batcher = store.batcher
+                    while batcher.in_flight():
+                        await asyncio.to_thread(batcher.wait, 0.1)
+                    self._run_round_now()
+                except BatchingFatalError:
+                    _log.exception("the last write round failed")
+                    self.exit_code = 1
+            if store is not None:
+                store.stop(ServerBusy("the store is shutting down"))
+        finally:
+            await self._close_all()
+            _log.info("store %d stopped", self.config.store_id)
+            assert self._stopped is not None
+            self._stopped.set()
+
+    async def _close_all(self) -> None:
+        self._cancel_round()
+        for closer in (self._client, self._admin, self._transport):
+            if closer is not None:
+                try:
+                    await closer.close()
+                except Exception:
+                    _log.exception("closing %r", closer)
+        self._client = self._admin = None
+        if self._store is not None:
+            self._store.batcher.close()
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
+
+    # -- the round ---------------------------------------------------------------------------
+
+    def kick(self) -> None:
+        """Run a round soon (coalesced: at most one is pending)."""
+        if self._round_handle is None and self._loop is not None and self._engine is not None:
+            self._round_handle = self._loop.call_soon(self._run_round)
+
+    def _on_round_written(self) -> None:
+        """On the writer thread: a round is durable; the loop acknowledges it in a round."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.kick)
+
+    def _cancel_round(self) -> None:
+        if self._round_handle is not None:
+            self._round_handle.cancel()
+            self._round_handle = None
+
+    def _run_round(self) -> None:
+        self._round_handle = None
+        if self._engine is None:
+            return
+        try:
+            self._run_round_now()
+        except Exception:
+            # A broken invariant or a failed durable write: nothing may be acknowledged after
+            # it. Stop; a restart recovers from the last durable round.
+            _log.exception("store %d: round failed; stopping", self.config.store_id)
+            self.request_stop(exit_code=1)
+            return
+        if self.store.has_work() and not self._stopping:
+            self.kick()
+
+    def _run_round_now(self) -> None:
+        assert not self._in_round, "rounds never nest"
+        self._in_round = True
+        try:
+            self.store.round()
+        finally:
+            self._in_round = False
+
+    def _tick(self) -> None:
+        if self._stopping:
+            return
+        assert self._loop is not None
+        self._tick_handle = self._loop.call_later(self.config.base_tick_ms / 1000, self._tick)
+        self.store.tick()
+        self.kick()
+        if self._flusher is not None:
+            self._flusher.flush()
+
+    def flush_metrics(self) -> None:
+        if self._flusher is not None:
+            self._flusher.flush()
+
+    # -- transport callbacks ------------------------------------------------------------------
+
+    def _send(self, to_store: int, frame: bytes) -> None:
+        t = self._transport
+        if t is None:  # before the transport is up (e.g. a round at bootstrap)
+            return
+        fbs = self.frames_by_store
+        fbs[to_store] = fbs.get(to_store, 0) + 1
+        t.send(to_store, frame)
+
+    def _send_snapshot(
+        self, to_store: int, header: bytes, data: bytes, done: Callable[[bool], None]
+    ) -> None:
+        def finished(ok: bool) -> None:
+            done(ok)
+            self.kick()
+
+        t = self._transport
+        if t is None:
+            finished(False)
+            return
+        t.send_snapshot(to_store, header, data, finished)
+
+    def _on_batch(self, from_store: int, batch: BatchRaftMessage) -> None:
+        self.store.on_batch(from_store, batch)
+        self.kick()
+
+    def _on_snapshot(self, from_store: int, header: bytes, data: bytes) -> None:
+        self.store.on_snapshot(from_store, header, data)
+        self.kick()
+
+    def _on_unreachable(self, store_id: int) -> None:
+        self.unreachable_reports += 1
+        _log.debug("store %d unreachable", store_id)
+        report = getattr(self._store, "report_unreachable", None)
+        if report is not None:
+            report(store_id)
+            self.kick()
+
+    def _on_peer_info(self, hs: Handshake) -> None:
+        sid = hs.store_id
+        self._heard_from.add(sid)
+        changed = False
+        for book, addr in (
+            (self.addrs.client, _reachable(hs.client_addr, hs.peer_addr)),
+            (self.addrs.admin, _reachable(hs.admin_addr, hs.peer_addr)),
+        ):
+            if addr and book.get(sid) != addr:
+                book[sid] = addr
+                changed = True
+        if hs.peer_addr and sid not in self.addrs.peer:
+            # A store we did not know (it joined later): reachable from now on.
+            host, _ = parse_addr(hs.peer_addr)
+            if host not in ("0.0.0.0", "::"):
+                self.addrs.peer[sid] = hs.peer_addr
+                self.transport.add_store(sid, hs.peer_addr)
+                changed = True
+        if changed:
+            _log.info(
+                "store %d: peer %s, client %s, admin %s", sid, hs.peer_addr, hs.client_addr,
+                hs.admin_addr,
+            )
+            self._save_addrs()
+
+    def _announce(self) -> None:
+        """A joining store: an empty frame (a store heartbeat) to every store it has not heard
+        from, so that they learn its addresses from the handshake."""
+        if self._stopping:
+            return
+        me = self.config.store_id
+        pending = [s for s in self.addrs.peer if s != me and s not in self._heard_from]
+        for sid in pending:
+            self._send(sid, encode_batch(BatchRaftMessage(from_store_id=me)))
+        if pending:
+            assert self._loop is not None
+            self._announce_handle = self._loop.call_later(_ANNOUNCE_INTERVAL, self._announce)
+
+    # -- learned addresses, kept across restarts -----------------------------------------------
+
+    def _addrs_path(self) -> Path:
+        return Path(self.config.data_dir) / _ADDRS_FILE
+
+    def _load_addrs(self) -> None:
+        try:
+            doc = json.loads(self._addrs_path().read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(doc, dict):
+            return
+        me = self.config.store_id
+        for sid_s, entry in doc.items():
+            if not sid_s.isdigit() or not isinstance(entry, dict) or int(sid_s) == me:
+                continue
+            sid = int(sid_s)
+            for book, key in (
+                (self.addrs.peer, "peer_addr"),
+                (self.addrs.client, "client_addr"),
+                (self.addrs.admin, "admin_addr"),
+            ):
+                v = entry.get(key)
+                if isinstance(v, str) and v:
+                    book.setdefault(sid, v)
+
+    def _save_addrs(self) -> None:
+        path = self._addrs_path()
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.addrs.to_json(), indent=1, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError as e:
+            _log.warning("could not save store addresses to %s: %s", path, e)
+
+    # -- stats --------------------------------------------------------------------------------
+
+    def _client_stats(self) -> dict[str, int]:
+        svc = self._client
+        stats = getattr(svc, "stats", None)
+        if stats is None:
+            return {}
+        out: dict[str, int] = {}
+        items = stats.items() if isinstance(stats, dict) else vars(stats).items() if hasattr(
+            stats, "__dict__"
+        ) else ((n, getattr(stats, n)) for n in getattr(stats, "__slots__", ()))
+        for k, v in items:
+            if isinstance(v, int) and not isinstance(v, bool):
+                out[str(k)] = v
+        return out
+
+    def uptime(self) -> float:
+        return time.time() - self.started_at

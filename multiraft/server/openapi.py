@@ -1,0 +1,359 @@
+"""The OpenAPI 3 document of the admin API (served at `/openapi.json`; a test checks that every
+route of the app is described here and that the document is valid)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["OPENAPI"]
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_ERR = _ref("Error")
+_REGION_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "Region id.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+_AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {}]
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Bad input: invalid JSON, wrong types, unknown role, or a change that can never "
+        "succeed (e.g. the store already has a replica).",
+        401: "The admin token is set and the request did not carry it.",
+        404: "No such region on this store.",
+        409: "Conflicts with the region's epoch or with a change in progress.",
+        503: "No leader known (the `leader` hint may help), forwarding failed, or stopping.",
+        504: "Accepted but not applied in time; check the region.",
+    }
+    return {str(c): _json(_ERR, text[c]) for c in codes}
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "multiraft store admin API",
+        "version": "1.0.0",
+        "description": "Metrics, status and region administration of one multiraft store. "
+        "Mutating calls asked of a follower are forwarded to the region leader's store "
+        "(one hop). Keys are hex-encoded.",
+    },
+    "paths": {
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition format).",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "summary": "Liveness: 200 while the store serves.",
+                "operationId": "health",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": {"type": "string", "enum": ["ok"]},
+                                "store_id": {"type": "integer"},
+                            },
+                            "required": ["status", "store_id"],
+                        },
+                        "Serving.",
+                    ),
+                    **_errors(503),
+                },
+            }
+        },
+        "/status": {
+            "get": {
+                "summary": "The store: ids, counts, addresses, uptime.",
+                "operationId": "status",
+                "responses": {"200": _json(_ref("Status"), "The store's status.")},
+            }
+        },
+        "/regions": {
+            "get": {
+                "summary": "Every region replica on this store, by start key.",
+                "operationId": "listRegions",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"regions": {"type": "array", "items": _ref("Region")}},
+                            "required": ["regions"],
+                        },
+                        "The regions.",
+                    )
+                },
+            }
+        },
+        "/regions/{id}": {
+            "get": {
+                "summary": "One region as this store sees it.",
+                "operationId": "getRegion",
+                "parameters": [_REGION_ID],
+                "responses": {"200": _json(_ref("Region"), "The region."), **_errors(400, 404)},
+            }
+        },
+        "/regions/{id}/transfer-leader": {
+            "post": {
+                "summary": "Move the region's leadership to its voter on another store.",
+                "description": "Answers once the transfer started; raft completes it within an "
+                "election timeout or abandons it. Poll GET /regions/{id} for the new leader.",
+                "operationId": "transferLeader",
+                "security": _AUTH,
+                "parameters": [_REGION_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("StoreRef")}},
+                },
+                "responses": {
+                    "202": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": {"type": "string", "enum": ["started"]},
+                                "to_store": {"type": "integer"},
+                                "region": _ref("Region"),
+                            },
+                            "required": ["status", "to_store", "region"],
+                        },
+                        "The transfer started.",
+                    ),
+                    **_errors(400, 401, 404, 409, 503, 504),
+                },
+            }
+        },
+        "/regions/{id}/peers": {
+            "post": {
+                "summary": "Add a replica on a store (a voter, or a learner).",
+                "description": "Answers once the membership change is applied on the leader; "
+                "the new replica catches up by snapshot. Adding a voter on a store holding a "
+                "learner promotes it.",
+                "operationId": "addPeer",
+                "security": _AUTH,
+                "parameters": [_REGION_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "store_id": {"type": "integer", "minimum": 1},
+                                    "role": {
+                                        "type": "string",
+                                        "enum": ["voter", "learner"],
+                                        "default": "voter",
+                                    },
+                                },
+                                "required": ["store_id"],
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("RegionChanged"), "Applied."),
+                    **_errors(400, 401, 404, 409, 503, 504),
+                },
+            }
+        },
+        "/regions/{id}/peers/{store_id}": {
+            "delete": {
+                "summary": "Remove the region's replica on a store.",
+                "description": "The leader's replica cannot be removed: transfer leadership "
+                "first.",
+                "operationId": "removePeer",
+                "security": _AUTH,
+                "parameters": [
+                    _REGION_ID,
+                    {
+                        "name": "store_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The store whose replica goes.",
+                        "schema": {"type": "integer", "minimum": 1},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("RegionChanged"), "Applied."),
+                    **_errors(400, 401, 404, 409, 503, 504),
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document.",
+                "operationId": "openapi",
+                "responses": {
+                    "200": _json({"type": "object"}, "The OpenAPI 3 document.")
+                },
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "Required on mutating calls when the store runs with "
+                "--admin-token.",
+            }
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "leader": {"$ref": "#/components/schemas/Leader"},
+                        },
+                        "required": ["code", "message"],
+                    }
+                },
+                "required": ["error"],
+            },
+            "StoreRef": {
+                "type": "object",
+                "properties": {"store_id": {"type": "integer", "minimum": 1}},
+                "required": ["store_id"],
+            },
+            "Leader": {
+                "type": "object",
+                "properties": {
+                    "peer_id": {"type": "integer"},
+                    "store_id": {"type": "integer"},
+                },
+                "required": ["peer_id", "store_id"],
+            },
+            "Region": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "start_key": {"type": "string", "description": "Hex; inclusive."},
+                    "end_key": {
+                        "type": "string",
+                        "description": "Hex; exclusive; empty means +infinity.",
+                    },
+                    "epoch": {
+                        "type": "object",
+                        "properties": {
+                            "conf_ver": {"type": "integer"},
+                            "version": {"type": "integer"},
+                        },
+                        "required": ["conf_ver", "version"],
+                    },
+                    "peers": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "integer"},
+                                "store_id": {"type": "integer"},
+                                "role": {
+                                    "type": "string",
+                                    "enum": [
+                                        "voter",
+                                        "learner",
+                                        "incoming_voter",
+                                        "demoting_voter",
+                                    ],
+                                },
+                            },
+                            "required": ["id", "store_id", "role"],
+                        },
+                    },
+                    "leader": {
+                        "allOf": [{"$ref": "#/components/schemas/Leader"}],
+                        "nullable": True,
+                    },
+                    "applied_index": {"type": "integer"},
+                    "approximate_size": {
+                        "type": "integer",
+                        "description": "Bytes of keys and values (a lower bound for large "
+                        "regions).",
+                    },
+                    "hibernated": {"type": "boolean"},
+                },
+                "required": [
+                    "id",
+                    "start_key",
+                    "end_key",
+                    "epoch",
+                    "peers",
+                    "leader",
+                    "applied_index",
+                    "approximate_size",
+                    "hibernated",
+                ],
+            },
+            "RegionChanged": {
+                "type": "object",
+                "properties": {"region": {"$ref": "#/components/schemas/Region"}},
+                "required": ["region"],
+            },
+            "Status": {
+                "type": "object",
+                "properties": {
+                    "store_id": {"type": "integer"},
+                    "cluster_id": {"type": "integer"},
+                    "regions": {"type": "integer"},
+                    "leaders": {"type": "integer"},
+                    "hibernated": {"type": "integer"},
+                    "addresses": {
+                        "type": "object",
+                        "properties": {
+                            "peer": {"type": "string"},
+                            "client": {"type": "string"},
+                            "admin": {"type": "string"},
+                        },
+                    },
+                    "stores": {
+                        "type": "object",
+                        "description": "Addresses of every store known, by store id.",
+                        "additionalProperties": {
+                            "type": "object",
+                            "properties": {
+                                "peer_addr": {"type": "string"},
+                                "client_addr": {"type": "string"},
+                                "admin_addr": {"type": "string"},
+                            },
+                        },
+                    },
+                    "uptime_seconds": {"type": "number"},
+                    "stopping": {"type": "boolean"},
+                },
+                "required": [
+                    "store_id",
+                    "cluster_id",
+                    "regions",
+                    "leaders",
+                    "hibernated",
+                    "addresses",
+                    "uptime_seconds",
+                ],
+            },
+        },
+    },
+}
