@@ -14,12 +14,30 @@ from dataclasses import dataclass
 
 from multiraft.proto.serverpb_pb2 import BatchRaftMessage, RaftMessage
 
-from .codec import encode_batch
+from .codec import RAFT, encode_frame
 
 __all__ = ["LaneStats", "OutboundLanes"]
 
 # Per message framing overhead inside a BatchRaftMessage (tag + length varint), an upper bound.
 _PER_MSG_OVERHEAD = 6
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# BatchRaftMessage.msgs is field 1, length-delimited: tag 0x0a + varint length. Precomputed
+# for envelopes under 16 KiB (heartbeats, small appends); computed for bigger ones.
+_MSG_PREFIX = [b"\x0a" + _varint(n) for n in range(1 << 14)]
+
+
+def _prefix(n: int) -> bytes:
+    return _MSG_PREFIX[n] if n < 1 << 14 else b"\x0a" + _varint(n)
 
 
 @dataclass(slots=True)
@@ -74,31 +92,43 @@ class OutboundLanes:
 
     def drain(self) -> dict[int, list[bytes]]:
         """Encode every non-empty lane into frames (one per lane unless it exceeds the size
-        limit) and empty the lanes. Returns {store_id: [frame, ...]}."""
+        limit) and empty the lanes. Returns {store_id: [frame, ...]}.
+
+        A frame is a `BatchRaftMessage` built on the wire directly: each envelope's own
+        serialization behind its field tag and length, then the batch's scalar fields
+        (protobuf accepts fields in any order). This skips copying every envelope into a
+        batch message and sizing it, ~3x cheaper per message (bench/router.py)."""
         out: dict[int, list[bytes]] = {}
+        limit = self.max_frame_bytes
         for store, lane in self._lanes.items():
             if not lane:
                 continue
             frames: list[bytes] = []
-            batch = BatchRaftMessage(from_store_id=self.store_id, last_observed_time=self.clock)
-            size = 0
+            parts: list[bytes] = []
+            count = size = 0
             for m in lane:
-                msz = m.ByteSize() + _PER_MSG_OVERHEAD
-                if size and size + msz > self.max_frame_bytes:
-                    frames.append(self._seal(batch))
-                    batch = BatchRaftMessage(from_store_id=self.store_id, last_observed_time=self.clock)
-                    size = 0
-                batch.msgs.append(m)
+                b = m.SerializeToString()
+                pre = _prefix(len(b))
+                msz = len(b) + len(pre)
+                if count and size + msz > limit:
+                    frames.append(self._seal(parts, count))
+                    parts = []
+                    count = size = 0
+                parts.append(pre)
+                parts.append(b)
+                count += 1
                 size += msz
-            frames.append(self._seal(batch))
+            frames.append(self._seal(parts, count))
             out[store] = frames
             lane.clear()
         return out
 
-    def _seal(self, batch: BatchRaftMessage) -> bytes:
-        frame = encode_batch(batch)
+    def _seal(self, parts: list[bytes], count: int) -> bytes:
+        tail = BatchRaftMessage(from_store_id=self.store_id, last_observed_time=self.clock)
+        parts.append(tail.SerializeToString())
+        frame = encode_frame(RAFT, b"".join(parts))
         st = self.stats
         st.frames += 1
-        st.messages_framed += len(batch.msgs)
+        st.messages_framed += count
         st.bytes_framed += len(frame)
         return frame
