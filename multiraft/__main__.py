@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     add_server_parser(sub)
     add_playground_parser(sub)
     add_ctl_parser(sub)
+    from multiraft.client.cli import add_kv_parser
+
+    add_kv_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "example":
         from multiraft.examples.three_nodes import run
@@ -39,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         from multiraft.server.ctl import run_ctl
 
         return run_ctl(args)
+    if args.command == "kv":
+        from multiraft.client.cli import run_kv
+
+        return run_kv(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

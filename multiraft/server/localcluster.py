@@ -187,10 +187,12 @@ class LocalCluster:
         return p.returncode
 
     def kill(self, sid: int) -> None:
-        p = self.stores[sid].proc
+        sp = self.stores[sid]
+        p = sp.proc
         if p is not None and p.poll() is None:
             p.kill()
             p.wait()
+        sp.proc = None  # killed on purpose: not a crash for wait_ready to report
 
     def close(self, timeout: float = 15.0) -> dict[int, int]:
         """Stop every store (SIGTERM all at once, then wait, SIGKILL stragglers)."""
@@ -231,6 +233,10 @@ class LocalCluster:
             raw = resp.read()
         return json.loads(raw) if path != "/metrics" else raw.decode()
 
+    def _running(self, sid: int) -> bool:
+        sp = self.stores.get(sid)
+        return sp is not None and sp.running
+
     def leaders(self) -> dict[int, int] | None:
         """Region id -> leader store as the running stores see it; None if some running store
         does not answer or some region has no leader yet."""
@@ -243,7 +249,8 @@ class LocalCluster:
             except (OSError, ValueError, urllib.error.URLError):
                 return None
             for r in regions:
-                if r["leader"] is None:
+                # A leader on a stopped store is a stale view: the region has none yet.
+                if r["leader"] is None or not self._running(r["leader"]["store_id"]):
                     return None
                 out.setdefault(r["id"], r["leader"]["store_id"])
         return out
