@@ -132,7 +132,7 @@ def run_server(args: argparse.Namespace) -> int:
 async def _serve(config: ServerConfig, uvloop_on: bool) -> int:
     import lmdb
 
-    from .node import StoreNode
+    from .node import StoreNode, tune_gc
 
     node = StoreNode(config)
     loop = asyncio.get_running_loop()
@@ -156,6 +156,7 @@ async def _serve(config: ServerConfig, uvloop_on: bool) -> int:
     except lmdb.Error as e:
         raise ConfigError(f"data dir {config.data_dir}: {e}") from None
     started = True
+    tune_gc()
     if signals["count"]:
         node.request_stop()
     if not uvloop_on:
