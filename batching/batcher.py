@@ -110,6 +110,10 @@ class Batcher(Generic[N]):
         state, a snapshot's data) to persist them atomically with the round."""
         return self._open.batch
 
+    def has_open_writes(self) -> bool:
+        """Whether the open round holds anything to submit."""
+        return not self._open.is_empty()
+
     @property
     def round_number(self) -> int:
         """The number of the open round."""

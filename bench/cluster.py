@@ -95,9 +95,7 @@ async def _load(args: argparse.Namespace, addrs: list[str]) -> dict[str, Any]:
     try:
         await asyncio.gather(*(worker(i) for i in range(args.clients)))
     finally:
-        close = client.close()
-        if asyncio.iscoroutine(close):
-            await close
+        await client.close()
     seconds = args.duration
     return {
         "writes": _summary(writes, seconds),
@@ -108,18 +106,20 @@ async def _load(args: argparse.Namespace, addrs: list[str]) -> dict[str, Any]:
 
 
 def _store_metrics(cluster: LocalCluster) -> dict[str, Any]:
+    """Counters summed over the stores."""
+    names = (
+        "multiraft_batch_rounds_total",
+        "multiraft_fsyncs_total",
+        "multiraft_proposals_total",
+        "multiraft_frames_sent_total",
+        "multiraft_raft_messages_sent_total",
+    )
     out: dict[str, float] = {}
     for sid in cluster.stores:
         text = cluster.admin(sid, "/metrics")
         for fam in text_string_to_metric_families(text):
             for s in fam.samples:
-                if s.name in (
-                    "multiraft_batch_rounds_total",
-                    "multiraft_fsyncs_total",
-                    "multiraft_proposals_total",
-                    "multiraft_frames_sent_total",
-                    "multiraft_raft_messages_sent_total",
-                ):
+                if s.name in names:
                     out[s.name] = out.get(s.name, 0.0) + s.value
     return {k.removeprefix("multiraft_"): int(v) for k, v in sorted(out.items())}
 

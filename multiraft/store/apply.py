@@ -136,25 +136,48 @@ def _decode_record(raw: bytes) -> tuple[int, Result]:
 
 
 class KvApplier:
-    """Applies the commands of one round over a read view of the engine into `batch`.
+    """Applies the commands of one round over a read view of the engine into `batch` (the
+    round's write batch, committed later by the writer).
 
-    Invariant: `_overlay` holds the value (None = deleted) of every key written in this round,
-    so reads see earlier commands of the same round before they are committed.
+    `unwritten` is the store's overlay of rounds not committed yet: key -> (round, value or
+    None = deleted), shared by every round's applier. Invariant: it holds the latest value of
+    every key written by a round whose commit has not finished, so reads see earlier commands
+    (of this round and of rounds in flight) before the engine does. `written` is this round's
+    part, removed by `forget_written` once the round is committed.
     """
 
-    __slots__ = ("_view", "batch", "_overlay", "applied_ops")
+    __slots__ = ("_view", "batch", "_unwritten", "_round", "written", "applied_ops")
 
-    def __init__(self, view: ReadView, batch: WriteBatch) -> None:
+    def __init__(
+        self,
+        view: ReadView,
+        batch: WriteBatch,
+        unwritten: dict[bytes, tuple[int, bytes | None]] | None = None,
+        round_number: int = 0,
+    ) -> None:
         self._view = view
         self.batch = batch
-        self._overlay: dict[bytes, bytes | None] = {}
+        self._unwritten = unwritten if unwritten is not None else {}
+        self._round = round_number
+        # The keys this round wrote.
+        self.written: list[bytes] = []
         # Ops written in this round (for metrics).
         self.applied_ops = 0
 
     def get(self, key: bytes) -> bytes | None:
-        if key in self._overlay:
-            return self._overlay[key]
+        hit = self._unwritten.get(key)
+        if hit is not None:
+            return hit[1]
         return self._view.get(CF_KV, key)
+
+    def forget_written(self) -> None:
+        """This round is committed: the engine holds its writes (a later round's newer value
+        of a key stays)."""
+        unwritten, rnd = self._unwritten, self._round
+        for key in self.written:
+            hit = unwritten.get(key)
+            if hit is not None and hit[0] == rnd:
+                del unwritten[key]
 
     def apply(self, cmd: Command, dedupe: DedupeTable | None = None, index: int = 0) -> Result:
         """Apply one command (the entry at `index`) atomically (see the module docstring)."""
@@ -180,12 +203,14 @@ class KvApplier:
                 assert op.kind in (OP_DELETE, OP_CAS)
                 local[op.key] = None
         else:
+            unwritten, rnd, written = self._unwritten, self._round, self.written
             for key, value in local.items():
                 if value is None:
                     self.batch.delete(CF_KV, key)
                 else:
                     self.batch.put(CF_KV, key, value)
-                self._overlay[key] = value
+                unwritten[key] = (rnd, value)
+                written.append(key)
             self.applied_ops += len(cmd.ops)
             result = Applied(tuple(previous))
         if dedupe is not None and cmd.request_id:

@@ -38,7 +38,7 @@ class _Proposal:
 
 class Peer:
     """Invariant: every key of `proposals` is an index of this leader's log in `term`.
-    Invariant: `applied_index <= node.raft.raft_log.committed`."""
+    Invariant: `visible_index <= applied_index <= node.raft.raft_log.committed`."""
 
     __slots__ = (
         "store_id",
@@ -55,6 +55,7 @@ class Peer:
         "dedupe",
         "applied_index",
         "applied_term",
+        "visible_index",
         "was_leader",
         "idle_ticks",
         "hibernate_votes",
@@ -94,8 +95,12 @@ class Peer:
         self._next_read_ctx = 1
         # Results of recently applied request ids (retried writes apply once).
         self.dedupe = DedupeTable(storage_engine, region.id)
+        # Applied: the store ran the commands up to here (their writes may still be in a
+        # write round in flight). Visible: their writes are committed to the engine, so reads
+        # and snapshots may use it.
         self.applied_index = applied_index
         self.applied_term = applied_term
+        self.visible_index = applied_index
         self.was_leader = False
         # Ticks since the region last did anything but heartbeats (leader-side idleness).
         self.idle_ticks = 0
@@ -242,7 +247,7 @@ class Peer:
             return
         keep = []
         for index, reads in self._reads_waiting_apply:
-            if index <= self.applied_index:
+            if index <= self.visible_index:
                 for cb in reads:
                     cb(None)
             else:

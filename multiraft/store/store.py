@@ -196,6 +196,11 @@ class StoreStats:
         self.proposals_failed[code] = self.proposals_failed.get(code, 0) + 1
 
 
+def _set_visible(peer: Peer, index: int) -> None:
+    peer.visible_index = index
+    peer.serve_ready_reads()
+
+
 def initial_peer_id(region_id: int, store_id: int) -> int:
     """Peer ids of bootstrapped regions: every store derives the same ones. Later ids come
     from the id allocator, (store_id << 40) | counter, which never collides with these."""
@@ -246,6 +251,8 @@ class Store:
         self._snapshot_reports: list[tuple[int, int, bool]] = []
         # Regions whose replica here was removed: their last known metadata.
         self.tombstones: dict[int, Region] = {}
+        # KV writes of applied commands whose round is not committed yet (see KvApplier).
+        self._unwritten: dict[bytes, tuple[int, bytes | None]] = {}
         self.ids = IdAllocator(engine, store_id)
 
     # -- bootstrap and recovery --------------------------------------------------------------
@@ -656,10 +663,11 @@ class Store:
         self.lanes.push(to.store_id, rm)
 
     def _destroy_peer(self, peer: Peer) -> None:
-        """Remove this replica for good: its raft state, log, data and apply state go in one
-        write; a tombstone record keeps stale messages from recreating it."""
+        """Remove this replica for good: its raft state, log, data and apply state are deleted
+        in the round's batch (after the region's earlier writes: rounds commit in order); a
+        tombstone record keeps stale messages from recreating it."""
         rid = peer.region.id
-        wb = WriteBatch()
+        wb = self.batcher.batch
         peer.storage.destroy(wb)
         if peer.initialized:
             region = peer.region
@@ -669,8 +677,6 @@ class Store:
         wb.delete(CF_APPLY_STATE, apply_state_key(rid))
         state = RegionLocalState(state=Tombstone, region=peer.region)
         wb.put(CF_RAFT_STATE, region_state_key(rid), state.SerializeToString())
-        self.engine.write(wb, sync=True)
-        wb.run_commit_hooks()
         peer.fail_all(RegionNotFound(rid))
         del self.peers[rid]
         self._awake.discard(rid)
@@ -682,10 +688,11 @@ class Store:
     def _build_snapshot(self, region_id: int, request_index: int) -> Snapshot:
         """The raft snapshot of a region at its applied index: called by raft on the leader
         when a follower needs one. The applied data, the apply state and the membership move
-        together (apply writes them in one batch, synchronously in the round), so the engine
-        holds exactly the state at the applied index whenever raft can call this."""
+        together (apply writes them in the round's batch), so the engine holds exactly the
+        state at the applied index once no applied round is in flight; until then raft asks
+        again later."""
         peer = self.peers[region_id]
-        if peer.applied_index < request_index:
+        if peer.applied_index < request_index or peer.visible_index != peer.applied_index:
             raise SnapshotTemporarilyUnavailable()
         snap = Snapshot(data=build_snapshot_data(self.engine, peer.region))
         meta = snap.metadata
@@ -830,7 +837,7 @@ class Store:
 
     def has_work(self) -> bool:
         """True when a `round()` would do something (the server runs one soon after input)."""
-        return bool(self._dirty)
+        return bool(self._dirty) or self.batcher.has_open_writes()
 
     def is_hibernated(self, region_id: int) -> bool:
         return region_id in self.peers and region_id not in self._awake
@@ -898,8 +905,11 @@ class Store:
             return
         clock = self._clock
         t0 = clock() if clock is not None else 0.0
-        kv_wb = WriteBatch()
-        applier = KvApplier(self.engine, kv_wb)
+        # The writes go into the round's batch: one commit (one fsync) for the raft state and
+        # the applied data of the round. Reads and snapshots wait until it is committed.
+        batcher = self.batcher
+        kv_wb = batcher.batch
+        applier = KvApplier(self.engine, kv_wb, self._unwritten, batcher.round_number)
         done: list[tuple[Peer, Any, Any, StoreError | None]] = []
         removed: list[Peer] = []
         for peer, entries in work:
@@ -936,16 +946,24 @@ class Store:
             state = RaftApplyState(applied_index=peer.applied_index, applied_term=peer.applied_term)
             kv_wb.put(CF_APPLY_STATE, apply_state_key(peer.region.id), state.SerializeToString())
             self._maybe_gc_log(peer, kv_wb)
-        self.engine.write(kv_wb, sync=False)
-        kv_wb.run_commit_hooks()
+        visible = [(peer, peer.applied_index) for peer, _ in work]
+
+        def on_written() -> None:
+            applier.forget_written()
+            for peer, index in visible:
+                if index > peer.visible_index:
+                    peer.visible_index = index
+                    peer.serve_ready_reads()
+
+        kv_wb.add_commit_hook(on_written)
         if clock is not None and len(self.stats.apply_seconds) < _MAX_SAMPLES:
             self.stats.apply_seconds.append(clock() - t0)
         for peer, _entries in work:
             peer.node.advance_apply_to(peer.applied_index)
+        # A write is answered now: its entry is committed (durable on a quorum) and its
+        # result is final; a restart before this round is written applies it again.
         for peer, e, result, err in done:
             peer.complete_proposal(e, result, err)
-        for peer, _entries in work:
-            peer.serve_ready_reads()
         for peer in removed:
             if self.peers.get(peer.region.id) is peer:
                 self._destroy_peer(peer)
@@ -1027,6 +1045,8 @@ class Store:
         wb.put(CF_APPLY_STATE, apply_state_key(region.id), state.SerializeToString())
         peer.set_region(region)
         peer.applied_index, peer.applied_term = meta.index, meta.term
+        # (The round waits for this batch's commit before anything reads the region.)
+        wb.add_commit_hook(lambda: _set_visible(peer, meta.index))
         peer.dedupe.clear_cache()
         peer.restored_index = meta.index
         for p in region.peers:

@@ -99,3 +99,25 @@ def test_dedupe_records_survive_a_restart() -> None:
     res = KvApplier(e, wb3).apply(failed, fresh)
     e.write(wb3)
     assert DedupeTable(e, region_id=5).get(b"client-9:2") == res == CasFailed(0, b"1")
+
+
+def test_commands_see_writes_of_rounds_still_in_flight() -> None:
+    """The store's `unwritten` overlay: a round's applier sees the writes of earlier rounds
+    whose batches are not committed yet; a committed round forgets only its own values."""
+    e = _engine_with(k=b"0")
+    unwritten: dict[bytes, tuple[int, bytes | None]] = {}
+    wb1, wb2 = WriteBatch(), WriteBatch()
+    r1 = KvApplier(e, wb1, unwritten, 1)
+    assert r1.apply(_cmd(Op(OP_PUT, b"k", value=b"a"), Op(OP_PUT, b"x", value=b"1"))) == Applied((b"0", None))
+    r2 = KvApplier(e, wb2, unwritten, 2)  # round 1 is still in the writer
+    assert r2.apply(_cmd(Op(OP_CAS, b"k", value=b"b", expected=b"a"))) == Applied((b"a",))
+    assert r2.apply(_cmd(Op(OP_DELETE, b"x"))) == Applied((b"1",))
+    e.write(wb1)
+    r1.forget_written()
+    # Round 2's newer values stay until round 2 is committed.
+    assert unwritten == {b"k": (2, b"b"), b"x": (2, None)}
+    assert KvApplier(e, WriteBatch(), unwritten, 3).get(b"x") is None
+    e.write(wb2)
+    r2.forget_written()
+    assert unwritten == {}
+    assert (e.get(CF_KV, b"k"), e.get(CF_KV, b"x")) == (b"b", None)

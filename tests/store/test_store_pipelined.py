@@ -4,11 +4,12 @@ crash separated from its region metadata."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from batching import Batcher
-from multiraft.engine import LmdbEngine, WriteBatch
+from multiraft.engine import CF_KV, LmdbEngine, MemoryEngine, WriteBatch
 from multiraft.raft import ConfState
 from multiraft.store.cmd import OP_CAS, OP_PUT, Command, Op
 from multiraft.store.store import Store, StoreConfig
@@ -97,3 +98,70 @@ def test_a_conf_state_left_behind_by_a_crash_is_repaired_from_the_region() -> No
     assert set(c.stores[2].peers[1].node.raft.prs.conf.voters.ids()) == {p.id for p in region.peers}
     c.put(b"a", b"1")
     assert c.get(b"a") == b"1"
+
+
+class _GatedEngine(MemoryEngine):
+    """A MemoryEngine whose commits wait for permission (`allow(n)`: let n more through;
+    None: all), so a test can hold a round in the writer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._cond = threading.Condition()
+        self._allowed: int | None = None
+        self.waiting = False
+
+    def allow(self, n: int | None) -> None:
+        with self._cond:
+            self._allowed = n
+            self._cond.notify_all()
+
+    def write(self, batch: WriteBatch, sync: bool = True) -> None:
+        with self._cond:
+            while self._allowed is not None and self._allowed <= 0:
+                self.waiting = True
+                self._cond.wait()
+            self.waiting = False
+            if self._allowed is not None:
+                self._allowed -= 1
+        super().write(batch, sync)
+
+
+def test_applied_writes_ride_the_round_and_reads_wait_for_their_commit() -> None:
+    """The KV writes of applied commands go into the round's batch (one commit per round, no
+    commit of their own); a linearizable read is served only once that batch is committed,
+    and an answered write is visible to commands applied after it while still in flight."""
+    engine = _GatedEngine()
+    batcher: Batcher[Any] = Batcher(engine, pipelined=True)
+    store = Store(1, engine, send=lambda to, frame: None, config=StoreConfig(election_ticks=5), batcher=batcher)
+    store.bootstrap(1, [1], 1)
+    _drive(store, lambda: store.leaders() == 1)
+    _drive(store, lambda: not batcher.in_flight())
+    commits, rounds = engine.stats.commits, batcher.stats.rounds_persisted
+
+    put: list[Any] = []
+    store.propose(Command(1, 0, 0, [Op(OP_PUT, b"k", value=b"v1")], b"p1"), lambda r, e: put.append(e))
+    _drive(store, lambda: bool(put))
+    _drive(store, lambda: not batcher.in_flight())
+    assert put == [None]
+    # Every commit was a round's: the apply did not write on its own.
+    assert engine.stats.commits - commits == batcher.stats.rounds_persisted - rounds
+
+    # The round holding the entry goes through; the one holding its applied write waits.
+    engine.allow(1)
+    put2: list[Any] = []
+    store.propose(Command(1, 0, 0, [Op(OP_PUT, b"k", value=b"v2")], b"p2"), lambda r, e: put2.append(e))
+    _drive(store, lambda: bool(put2) and engine.waiting)
+    assert put2 == [None] and engine.get(CF_KV, b"k") == b"v1"
+    reads: list[Any] = []
+    store.get(1, b"k", lambda v, e: reads.append((v, e)))
+    for _ in range(50):
+        store.round()
+    assert reads == [], "a read was served from a state without the applied write"
+    peer = store.peers[1]
+    assert peer.visible_index < peer.applied_index
+    engine.allow(None)
+    _drive(store, lambda: bool(reads))
+    assert reads == [(b"v2", None)]
+    assert peer.visible_index == peer.applied_index
+    batcher.close()
+
