@@ -229,6 +229,7 @@ class Batcher(Generic[N]):
             stats.fsyncs += rnd.synced
             stats.bytes += rnd.bytes
             stats.commit_seconds += rnd.commit_seconds
+            stats.add_round_sample(rnd.commit_seconds, len(rnd.acks))
             if rnd.commit_seconds > stats.max_commit_seconds:
                 stats.max_commit_seconds = rnd.commit_seconds
             for _, msgs in rnd.held:

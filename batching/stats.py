@@ -3,9 +3,13 @@ once per round and exports them; nothing here imports prometheus)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["BatchingStats"]
+__all__ = ["BatchingStats", "MAX_ROUND_SAMPLES"]
+
+# Per-round samples kept until the metrics layer takes them (older ones beyond this are
+# dropped: a store whose metrics are never flushed does not grow).
+MAX_ROUND_SAMPLES = 4096
 
 
 @dataclass(slots=True)
@@ -36,3 +40,15 @@ class BatchingStats:
     # durable (then released).
     messages_early: int = 0
     messages_held: int = 0
+    # (commit seconds, readies) of each acknowledged round not yet taken by `take_samples`.
+    round_samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def add_round_sample(self, commit_seconds: float, readies: int) -> None:
+        samples = self.round_samples
+        if len(samples) < MAX_ROUND_SAMPLES:
+            samples.append((commit_seconds, readies))
+
+    def take_samples(self) -> list[tuple[float, int]]:
+        """The per-round samples since the last call (for histograms)."""
+        samples, self.round_samples = self.round_samples, []
+        return samples

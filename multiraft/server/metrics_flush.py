@@ -158,12 +158,11 @@ class MetricsFlusher:
         m.batch_rounds.inc(rounds)
         m.bytes_written.inc(d.delta("bytes", bs.bytes))
         self.fsyncs.inc(d.delta("fsyncs", bs.fsyncs))
-        commit = d.delta("commit_seconds", bs.commit_seconds)
-        readies = d.delta("readies", bs.readies)
-        if rounds:
-            # The batcher keeps sums only: the interval's mean per round, once per flush.
-            m.fsync_duration.observe(commit / rounds)
-            m.regions_per_round.observe(readies / rounds)
+        # One observation per acknowledged round (samples beyond the batcher's cap between
+        # two flushes are dropped, never averaged).
+        for commit_seconds, readies in bs.take_samples():
+            m.fsync_duration.observe(commit_seconds)
+            m.regions_per_round.observe(readies)
         self._flush_transport()
         if self.client_stats is not None:
             for name, v in self.client_stats().items():

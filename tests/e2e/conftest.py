@@ -37,4 +37,6 @@ def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
 
 
 def client_module() -> Any:
-    return pytest.importorskip("multiraft.client", reason="multiraft.client is not there yet")
+    import multiraft.client
+
+    return multiraft.client

@@ -15,13 +15,9 @@ from typing import Any
 import pytest
 
 from multiraft.server.localcluster import LocalCluster
-from multiraft.store.store import Store
 
 from .conftest import make_cluster
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(Store, "change_peer"), reason="Store.change_peer is not there yet"
-)
 ROOT = Path(__file__).resolve().parents[2]
 
 
