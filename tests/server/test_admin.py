@@ -10,6 +10,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from multiraft.client import AsyncClient
 from multiraft.server.admin import AdminServer
 from multiraft.server.openapi import OPENAPI
 
@@ -130,6 +131,8 @@ def test_metrics_exposition(tmp_path: Path) -> None:
         await nodes.start_all()
         try:
             await until(lambda: nodes.nodes[1].store.leaders() == 2)
+            async with AsyncClient([nodes.nodes[1].client_addr]) as c:
+                await c.put(b"k", b"v")  # rounds with writes to count
             async with __import__("aiohttp").ClientSession() as s:
                 async with s.get(nodes.url(1, "/metrics")) as resp:
                     assert resp.status == 200
