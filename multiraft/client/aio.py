@@ -78,6 +78,8 @@ class _Connection(asyncio.Protocol):
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.next_id = 1
         self.closed = False
+        # Requests encoded since the last flush: one socket write per loop iteration.
+        self._out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses, but behave as one.)
@@ -118,10 +120,20 @@ class _Connection(asyncio.Protocol):
         rid = self.next_id
         self.next_id += 1
         req["id"] = rid
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[dict[str, Any]] = loop.create_future()
         self.pending[rid] = fut
-        self.transport.write(encode_frame(req))
+        out = self._out
+        out.append(encode_frame(req))
+        if len(out) == 1:
+            loop.call_soon(self._flush)
         return fut
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        transport = self.transport
+        if out and not self.closed and transport is not None and not transport.is_closing():
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def forget(self, fut: asyncio.Future[dict[str, Any]]) -> None:
         for rid, f in self.pending.items():

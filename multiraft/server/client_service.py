@@ -135,7 +135,7 @@ class _Connection(asyncio.Protocol):
     """One client connection. Invariant: `inflight` counts the requests handed to the store
     whose callback has not fired yet."""
 
-    __slots__ = ("svc", "transport", "decoder", "inflight", "closed", "peername")
+    __slots__ = ("svc", "transport", "decoder", "inflight", "closed", "peername", "_out", "_loop")
 
     def __init__(self, svc: ClientService) -> None:
         self.svc = svc
@@ -145,12 +145,17 @@ class _Connection(asyncio.Protocol):
         # Set once the transport is closing: late store callbacks then write nothing.
         self.closed = False
         self.peername: Any = None
+        # Answers encoded since the last flush: one socket write per loop iteration carries
+        # all of them (a round answers many requests of one connection at once).
+        self._out: list[bytes] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # (uvloop's transports are not asyncio.Transport subclasses, but behave as one.)
         self.transport = cast(asyncio.Transport, transport)
+        self._loop = asyncio.get_running_loop()
         self.peername = transport.get_extra_info("peername")
         self.svc._conns.add(self)
         self.svc._count("connections")
@@ -193,13 +198,27 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         if not self.closed:
+            self._flush()  # the answers already given still go out
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
 
     def send(self, response: dict[str, Any]) -> None:
+        if self.closed or self.transport is None:
+            return
+        out = self._out
+        out.append(encode_frame(response))
+        if len(out) == 1:
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        out = self._out
+        if not out:
+            return
+        self._out = []
         if not self.closed and self.transport is not None:
-            self.transport.write(encode_frame(response))
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
 
 class ClientService:
