@@ -62,7 +62,7 @@ class DedupeTable:
     holds an expired record ignores it). `gc` deletes expired records at leisure.
     """
 
-    __slots__ = ("_cache", "capacity", "_view", "_prefix", "window")
+    __slots__ = ("_cache", "capacity", "_view", "_prefix", "window", "_unwritten")
 
     def __init__(
         self,
@@ -76,6 +76,9 @@ class DedupeTable:
         self._view = view
         self._prefix = region_id.to_bytes(8, "big")
         self.window = window
+        # Records whose batch is not committed yet: the engine does not have them, so they
+        # must not be lost to the cache's eviction (see `forget_unwritten`).
+        self._unwritten: dict[bytes, tuple[int, Result]] = {}
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -83,10 +86,13 @@ class DedupeTable:
     def clear_cache(self) -> None:
         """Forget the cached records (a snapshot replaced the persisted ones)."""
         self._cache.clear()
+        self._unwritten.clear()
 
     def get(self, request_id: bytes, index: int = 0) -> Result | None:
         """The result recorded for `request_id`, unless expired when applying `index`."""
         hit = self._cache.get(request_id)
+        if hit is None:
+            hit = self._unwritten.get(request_id)
         if hit is None and self._view is not None:
             raw = self._view.get(CF_APPLY_STATE, self._prefix + _RECORD + request_id)
             if raw is not None:
@@ -97,13 +103,27 @@ class DedupeTable:
 
     def record(
         self, request_id: bytes, result: Result, batch: WriteBatch | None = None, index: int = 0
-    ) -> None:
-        self._cache[request_id] = (index, result)
+    ) -> tuple[int, Result]:
+        """Remember `result` for `request_id` (and persist it into `batch`). Returns the
+        record; the caller hands it to `forget_unwritten` once `batch` is committed."""
+        rec = (index, result)
+        self._cache[request_id] = rec
         while len(self._cache) > self.capacity:
             self._cache.popitem(last=False)
         if batch is not None and self._view is not None:
+            self._unwritten[request_id] = rec
             batch.put(CF_APPLY_STATE, self._prefix + _RECORD + request_id, _encode_record(index, result))
             batch.put(CF_APPLY_STATE, self._prefix + _BY_INDEX + index.to_bytes(8, "big") + request_id, b"")
+        return rec
+
+    def forget_unwritten(self, request_id: bytes, rec: tuple[int, Result]) -> None:
+        """The batch holding `rec` is committed: the engine answers for it now."""
+        if self._unwritten.get(request_id) is rec:
+            del self._unwritten[request_id]
+
+    @property
+    def unwritten(self) -> int:
+        return len(self._unwritten)
 
     def gc(self, batch: WriteBatch, applied_index: int) -> int:
         """Delete the records expired at `applied_index` (into `batch`); returns how many."""
@@ -146,7 +166,7 @@ class KvApplier:
     part, removed by `forget_written` once the round is committed.
     """
 
-    __slots__ = ("_view", "batch", "_unwritten", "_round", "written", "applied_ops")
+    __slots__ = ("_view", "batch", "_unwritten", "_round", "written", "records", "applied_ops")
 
     def __init__(
         self,
@@ -159,8 +179,9 @@ class KvApplier:
         self.batch = batch
         self._unwritten = unwritten if unwritten is not None else {}
         self._round = round_number
-        # The keys this round wrote.
+        # The keys this round wrote, and the request-id records it made.
         self.written: list[bytes] = []
+        self.records: list[tuple[DedupeTable, bytes, tuple[int, Result]]] = []
         # Ops written in this round (for metrics).
         self.applied_ops = 0
 
@@ -178,6 +199,8 @@ class KvApplier:
             hit = unwritten.get(key)
             if hit is not None and hit[0] == rnd:
                 del unwritten[key]
+        for table, request_id, rec in self.records:
+            table.forget_unwritten(request_id, rec)
 
     def apply(self, cmd: Command, dedupe: DedupeTable | None = None, index: int = 0) -> Result:
         """Apply one command (the entry at `index`) atomically (see the module docstring)."""
@@ -214,5 +237,6 @@ class KvApplier:
             self.applied_ops += len(cmd.ops)
             result = Applied(tuple(previous))
         if dedupe is not None and cmd.request_id:
-            dedupe.record(cmd.request_id, result, self.batch, index)
+            rec = dedupe.record(cmd.request_id, result, self.batch, index)
+            self.records.append((dedupe, cmd.request_id, rec))
         return result

@@ -121,3 +121,23 @@ def test_commands_see_writes_of_rounds_still_in_flight() -> None:
     r2.forget_written()
     assert unwritten == {}
     assert (e.get(CF_KV, b"k"), e.get(CF_KV, b"x")) == (b"b", None)
+
+
+def test_records_of_a_round_in_flight_outlive_the_cache() -> None:
+    """A record whose batch is not committed yet is not in the engine: evicting it from the
+    cache must not let a retry of that request apply twice."""
+    e = _engine_with(n=b"0")
+    d = DedupeTable(e, region_id=5, capacity=2)
+    wb = WriteBatch()
+    ap = KvApplier(e, wb, {}, 1)
+    cas = _cmd(Op(OP_CAS, b"n", value=b"1", expected=b"0"), rid=b"first")
+    assert ap.apply(cas, d, 10) == Applied((b"0",))
+    for i in range(5):  # more records than the cache holds, same round
+        ap.apply(_cmd(Op(OP_PUT, b"x%d" % i, value=b"v"), rid=b"other-%d" % i), d, 11 + i)
+    assert d.get(b"first", 20) == Applied((b"0",))  # the retry is answered, not re-applied
+    assert ap.apply(cas, d, 20) == Applied((b"0",))
+    e.write(wb)
+    ap.forget_written()
+    assert d.unwritten == 0
+    # Committed: the engine answers for it now.
+    assert d.get(b"first", 20) == Applied((b"0",))
