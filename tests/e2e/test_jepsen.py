@@ -24,7 +24,7 @@ SECONDS = float(os.environ.get("MULTIRAFT_E2E_JEPSEN_SECONDS", "12"))
 KEYS = [b"jepsen-%d" % i for i in range(6)]
 WORKERS = 8
 # Bounds the history (the checker's work grows fast with pending operations per key).
-MAX_OPS_PER_WORKER = 400
+MAX_OPS_PER_WORKER = max(400, int(35 * SECONDS))
 # Think time between one worker's operations (seconds, uniform): spreads the run over the
 # nemesis's schedule.
 THINK = 0.05
