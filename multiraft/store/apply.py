@@ -125,6 +125,15 @@ class DedupeTable:
     def unwritten(self) -> int:
         return len(self._unwritten)
 
+    def unwritten_records(self) -> list[tuple[bytes, bytes]]:
+        """The records whose batch is not committed yet, as the apply_state entries they
+        write (keys without the region prefix, as in `dedupe_bounds`' range)."""
+        out: list[tuple[bytes, bytes]] = []
+        for request_id, (index, result) in self._unwritten.items():
+            out.append((_RECORD + request_id, _encode_record(index, result)))
+            out.append((_BY_INDEX + index.to_bytes(8, "big") + request_id, b""))
+        return out
+
     def gc(self, batch: WriteBatch, applied_index: int) -> int:
         """Delete the records expired at `applied_index` (into `batch`); returns how many."""
         if self._view is None or applied_index <= self.window:

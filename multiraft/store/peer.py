@@ -97,7 +97,7 @@ class Peer:
         self.dedupe = DedupeTable(storage_engine, region.id)
         # Applied: the store ran the commands up to here (their writes may still be in a
         # write round in flight). Visible: their writes are committed to the engine, so reads
-        # and snapshots may use it.
+        # may be served at it.
         self.applied_index = applied_index
         self.applied_term = applied_term
         self.visible_index = applied_index

@@ -4,8 +4,8 @@ A snapshot's `data` is msgpack `[1, region, kv, dedupe]`: the serialized serverp
 the snapshot's index (range, epoch, peers), every user key/value pair of the range as one flat
 list `[k0, v0, k1, v1, ...]`, and the region's request-id records (so a retried write stays
 applied once after the snapshot moved the state machine). It is read from one consistent
-engine view at the region's applied index: the applied data and the apply state move
-together in one write batch, so the view holds exactly the state at that index.
+engine view plus the applied writes whose round is not committed yet (the store's overlay):
+together they are exactly the state at the region's applied index.
 
 Applying one on a follower replaces the range: delete every key of the region's range, write
 the snapshot's pairs, the region, the apply state and the records, all in one write batch.
@@ -13,6 +13,7 @@ the snapshot's pairs, the region, the apply state and the records, all in one wr
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import msgpack
@@ -22,6 +23,7 @@ from multiraft.engine.engine import ReadView
 from multiraft.proto.serverpb_pb2 import Region
 
 from .apply import dedupe_bounds
+from .region import key_in_region
 
 __all__ = [
     "SnapshotData",
@@ -45,16 +47,42 @@ class SnapshotData:
     dedupe: list[bytes]
 
 
-def build_snapshot_data(view: ReadView, region: Region) -> bytes:
-    """The region's data as of `view` (see the module docstring)."""
+def build_snapshot_data(
+    view: ReadView,
+    region: Region,
+    unwritten_kv: Mapping[bytes, tuple[int, bytes | None]] | None = None,
+    unwritten_records: Sequence[tuple[bytes, bytes]] = (),
+) -> bytes:
+    """The region's data as of `view` (see the module docstring), plus the applied writes
+    not committed to the engine yet: `unwritten_kv` (key -> (round, value or None =
+    deleted), any region's keys) and `unwritten_records` (request-id records, keys without
+    the region prefix)."""
+    end = region.end_key or None
+    lo, hi = dedupe_bounds(region.id)
+    pairs: Iterable[tuple[bytes, bytes]] = view.scan(CF_KV, region.start_key, end)
+    records: Iterable[tuple[bytes, bytes]] = (
+        (k[8:], v) for k, v in view.scan(CF_APPLY_STATE, lo, hi)
+    )
+    if unwritten_kv:
+        merged = dict(pairs)
+        for k, (_, v) in unwritten_kv.items():
+            if key_in_region(k, region):
+                if v is None:
+                    merged.pop(k, None)
+                else:
+                    merged[k] = v
+        pairs = sorted(merged.items())
+    if unwritten_records:
+        merged_records = dict(records)
+        merged_records.update(unwritten_records)
+        records = sorted(merged_records.items())
     kv: list[bytes] = []
-    for k, v in view.scan(CF_KV, region.start_key, region.end_key or None):
+    for k, v in pairs:
         kv.append(k)
         kv.append(v)
-    lo, hi = dedupe_bounds(region.id)
     dedupe: list[bytes] = []
-    for k, v in view.scan(CF_APPLY_STATE, lo, hi):
-        dedupe.append(k[8:])
+    for k, v in records:
+        dedupe.append(k)
         dedupe.append(v)
     data: bytes = msgpack.packb(
         [_VERSION, region.SerializeToString(), kv, dedupe], use_bin_type=True

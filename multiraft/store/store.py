@@ -687,14 +687,20 @@ class Store:
 
     def _build_snapshot(self, region_id: int, request_index: int) -> Snapshot:
         """The raft snapshot of a region at its applied index: called by raft on the leader
-        when a follower needs one. The applied data, the apply state and the membership move
-        together (apply writes them in the round's batch), so the engine holds exactly the
-        state at the applied index once no applied round is in flight; until then raft asks
-        again later."""
+        when a follower needs one. The engine holds the applied state of the rounds already
+        committed; the writes of applied rounds still in flight (or in the open round) come
+        from the store's overlays, so the data is exactly the state at the applied index,
+        and the region and conf state in memory are those of that index."""
         peer = self.peers[region_id]
-        if peer.applied_index < request_index or peer.visible_index != peer.applied_index:
+        if peer.applied_index < request_index:
             raise SnapshotTemporarilyUnavailable()
-        snap = Snapshot(data=build_snapshot_data(self.engine, peer.region))
+        if peer.visible_index == peer.applied_index:
+            data = build_snapshot_data(self.engine, peer.region)
+        else:
+            data = build_snapshot_data(
+                self.engine, peer.region, self._unwritten, peer.dedupe.unwritten_records()
+            )
+        snap = Snapshot(data=data)
         meta = snap.metadata
         meta.index, meta.term = peer.applied_index, peer.applied_term
         meta.conf_state.CopyFrom(peer.storage.conf_state())

@@ -12,6 +12,7 @@ from batching import Batcher
 from multiraft.engine import CF_KV, LmdbEngine, MemoryEngine, WriteBatch
 from multiraft.raft import ConfState
 from multiraft.store.cmd import OP_CAS, OP_PUT, Command, Op
+from multiraft.store.snapshot import decode_snapshot_data
 from multiraft.store.store import Store, StoreConfig
 from multiraft.testing import SimCluster
 
@@ -159,9 +160,17 @@ def test_applied_writes_ride_the_round_and_reads_wait_for_their_commit() -> None
     assert reads == [], "a read was served from a state without the applied write"
     peer = store.peers[1]
     assert peer.visible_index < peer.applied_index
+    # A snapshot now is the state at the applied index: the engine plus the round in flight.
+    early = store._build_snapshot(1, peer.applied_index)
+    assert early.metadata.index == peer.applied_index
+    data = decode_snapshot_data(early.data)
+    assert dict(zip(data.kv[::2], data.kv[1::2]))[b"k"] == b"v2"
+    assert any(k.endswith(b"p2") for k in data.dedupe[::2])  # the retry record travels too
     engine.allow(None)
     _drive(store, lambda: bool(reads))
     assert reads == [(b"v2", None)]
     assert peer.visible_index == peer.applied_index
+    # Once committed, the engine alone gives the very same snapshot.
+    assert store._build_snapshot(1, peer.applied_index).data == early.data
     batcher.close()
 
