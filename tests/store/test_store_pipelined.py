@@ -164,7 +164,7 @@ def test_applied_writes_ride_the_round_and_reads_wait_for_their_commit() -> None
     early = store._build_snapshot(1, peer.applied_index)
     assert early.metadata.index == peer.applied_index
     data = decode_snapshot_data(early.data)
-    assert dict(zip(data.kv[::2], data.kv[1::2]))[b"k"] == b"v2"
+    assert dict(zip(data.kv[::2], data.kv[1::2], strict=True))[b"k"] == b"v2"
     assert any(k.endswith(b"p2") for k in data.dedupe[::2])  # the retry record travels too
     engine.allow(None)
     _drive(store, lambda: bool(reads))
