@@ -5,6 +5,7 @@ restart recovers every region from the data dir."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,11 @@ from .conftest import client_module, make_cluster
 
 
 def _writer(mc: Any, addrs: list[str], acked: dict[bytes, bytes], stop: threading.Event,
-            errors: list[str]) -> None:
+            errors: list[str], prefix: bytes = b"w") -> None:
     with mc.Client(addrs) as c:
         i = 0
         while not stop.is_set() and i < 5000:
-            k, v = b"w%05d" % i, b"value-%d" % i
+            k, v = prefix + b"%05d" % i, b"value-%d" % i
             try:
                 c.put(k, v)
             except Exception as e:  # a timeout while the leader is gone: not acknowledged
@@ -90,5 +91,73 @@ def test_sigterm_stops_cleanly_and_restart_recovers(tmp_path: Path) -> None:
             assert r["peers"] == before[rid]["peers"]
         codes = cluster.close()
         assert codes == {1: 0, 2: 0, 3: 0}
+    finally:
+        cluster.close()
+
+
+def test_a_replica_added_under_write_load_catches_up_by_snapshot(tmp_path: Path) -> None:
+    """A new replica needs a snapshot built while applied rounds are always in flight (the
+    leader keeps writing): it must still get one, catch up, and serve."""
+    mc = client_module()
+    cluster = make_cluster(tmp_path, initial_regions=1, fsync=True)
+    try:
+        cluster.start_all()
+        leaders = cluster.wait_ready(90)
+        acked: dict[bytes, bytes] = {}
+        errors: list[str] = []
+        stop = threading.Event()
+        # Several writers keep a round with applied writes in flight nearly all the time.
+        writers = [
+            threading.Thread(
+                target=_writer,
+                args=(mc, cluster.client_addrs(), acked, stop, errors, b"w%d-" % i),
+                daemon=True,
+            )
+            for i in range(6)
+        ]
+        for w in writers:
+            w.start()
+        t = writers[0]
+        try:
+            while len(acked) < 100 and t.is_alive():
+                stop.wait(0.05)
+            leader = leaders[1]
+            other = next(s for s in cluster.stores if s != leader)
+            cluster.admin(leader, f"/regions/1/peers/{other}", "DELETE", timeout=30)
+            deadline = time.monotonic() + 60
+            while 1 in [r["id"] for r in cluster.admin(other, "/regions")["regions"]]:
+                assert time.monotonic() < deadline, "the removed replica stayed"
+                time.sleep(0.1)
+            n_before = len(acked)
+            out = cluster.admin(
+                leader, "/regions/1/peers", "POST", {"store_id": other, "role": "voter"},
+                timeout=30,
+            )
+            assert other in [p["store_id"] for p in out["region"]["peers"]]
+            # The new replica catches up while the writes go on.
+            deadline = time.monotonic() + 60
+            while True:
+                regions = cluster.admin(other, "/regions")["regions"]
+                lead = cluster.admin(leader, "/regions/1")
+                if regions and regions[0]["applied_index"] > 0 and (
+                    lead["applied_index"] - regions[0]["applied_index"] < 50
+                ):
+                    break
+                assert time.monotonic() < deadline, cluster.log_tail(other)
+                time.sleep(0.1)
+            assert len(acked) > n_before, "the writes stopped while the replica caught up"
+        finally:
+            stop.set()
+            for w in writers:
+                w.join(60)
+        # The new replica holds every acknowledged write: make it the leader and read.
+        cluster.admin(leader, "/regions/1/transfer-leader", "POST", {"store_id": other})
+        deadline = time.monotonic() + 30
+        while cluster.wait_ready(30)[1] != other:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with mc.Client(cluster.client_addrs()) as c:
+            for k, v in acked.items():
+                assert c.get(k) == v, k
     finally:
         cluster.close()
