@@ -76,6 +76,7 @@ class Batcher(Generic[N]):
         max_in_flight: int = 2,
         on_complete: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        writer: RoundWriter[N] | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -85,8 +86,13 @@ class Batcher(Generic[N]):
         self._wal = wal
         self.pipelined = pipelined
         self.max_in_flight = max_in_flight
+        # `writer` (over `engine`) replaces the default one: the simulator's delayed writer.
         self._writer: RoundWriter[N] = (
-            ThreadWriter(engine, clock=clock) if pipelined else InlineWriter(engine, clock)
+            writer
+            if writer is not None
+            else ThreadWriter(engine, clock=clock)
+            if pipelined
+            else InlineWriter(engine, clock)
         )
         self._writer.on_complete = on_complete
         self.stats = BatchingStats()

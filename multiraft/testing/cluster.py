@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from batching import Batcher
 from multiraft.engine import MemoryEngine
 from multiraft.proto.serverpb_pb2 import Region
 from multiraft.store.apply import Applied, CasFailed
@@ -24,6 +25,7 @@ from multiraft.store.region import key_in_region
 from multiraft.store.store import Store, StoreConfig
 
 from .simnet import LinkFaults, SimLoop, SimNetwork
+from .simwriter import SimWriter
 
 __all__ = ["SimCluster", "SimOp", "OpFailed"]
 
@@ -70,6 +72,7 @@ class SimCluster:
         op_timeout: float = 30.0,
         elect: bool = True,
         initial_stores: int | None = None,
+        write_delay: tuple[float, float] | None = None,
     ) -> None:
         self.rng = random.Random(seed)
         self.loop = SimLoop()
@@ -80,6 +83,10 @@ class SimCluster:
         self.store_config = store_config or StoreConfig()
         self.op_timeout = op_timeout
         self.engines: dict[int, MemoryEngine] = {sid: MemoryEngine() for sid in self.store_ids}
+        # With `write_delay` (seconds, min and max), each store's write rounds commit that long
+        # after they are submitted (a pipelined writer, see SimWriter); without, inline.
+        self.write_delay = write_delay
+        self._writers: dict[int, SimWriter[Any]] = {}
         self.stores: dict[int, Store] = {}
         # Bumped at every crash: periodic events of a dead incarnation stop.
         self._generation: dict[int, int] = dict.fromkeys(self.store_ids, 0)
@@ -102,6 +109,13 @@ class SimCluster:
     # -- stores -------------------------------------------------------------------------------
 
     def _new_store(self, sid: int) -> Store:
+        batcher: Batcher[Any] | None = None
+        if self.write_delay is not None:
+            writer: SimWriter[Any] = SimWriter(
+                self.engines[sid], self.loop, random.Random(self.rng.getrandbits(64)), self.write_delay
+            )
+            self._writers[sid] = writer
+            batcher = Batcher(self.engines[sid], writer=writer)
         return Store(
             sid,
             self.engines[sid],
@@ -109,6 +123,7 @@ class SimCluster:
             self.store_config,
             random.Random(self.rng.getrandbits(64)),
             send_snapshot=lambda to, header, data, done, sid=sid: self._send_snapshot(sid, to, header, data, done),
+            batcher=batcher,
         )
 
     def _send_snapshot(self, frm: int, to: int, header: bytes, data: bytes, done: Callable[[bool], None]) -> None:
@@ -155,6 +170,9 @@ class SimCluster:
         store = self.stores.pop(sid)
         self._generation[sid] += 1
         store.stop(StoreError(f"store {sid} crashed"))
+        writer = self._writers.pop(sid, None)
+        if writer is not None:
+            writer.kill()
         self.engines[sid].crash()
         self.net.set_down(sid, True)
 
