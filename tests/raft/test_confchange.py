@@ -353,3 +353,24 @@ def test_parse_refuses(bad: str) -> None:
 def test_parse_stringify_round_trip(toks: list[tuple[str, int]]) -> None:
     s = " ".join(f"{c}{i}" for c, i in toks)
     assert stringify_conf_change(parse_conf_change(s)) == s
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=9, unique=True), st.data())
+def test_restore_in_one_step_matches_one_change_at_a_time(ids: list[int], data: st.DataObject) -> None:
+    """`restore`'s one-step path for plain configurations (no joint config, distinct voters
+    and learners) ends exactly where raft-rs's change-by-change restore does."""
+    k = data.draw(st.integers(1, len(ids)))
+    cs = ConfState(voters=ids[:k], learners=ids[k:])
+    fast = tracker_of(cs, next_idx=7)
+    slow = ProgressTracker(10)
+    for cc in to_conf_change_single(cs)[1]:
+        cfg, changes = Changer(slow).simple([cc])
+        slow.apply_conf(cfg, changes, 7)
+    assert describe(fast) == describe(slow)
+    assert fast.conf_state() == slow.conf_state()
+    assert set(fast.conf_state().voters) == set(cs.voters)
+    assert set(fast.conf_state().learners) == set(cs.learners)
+    assert {i: (p.next_idx, p.recent_active) for i, p in fast.progress.items()} == {
+        i: (p.next_idx, p.recent_active) for i, p in slow.progress.items()
+    }
