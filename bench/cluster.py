@@ -136,6 +136,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-fsync", action="store_true", help="stores without fsync (not the default)")
     p.add_argument("--base-tick-ms", type=int, default=100)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--server-arg", action="append", default=[], metavar="FLAG",
+        help="an extra `multiraft server` flag (repeatable), e.g. --server-arg=--lease-reads",
+    )
     p.add_argument("--no-save", action="store_true")
     args = p.parse_args(argv)
     install_uvloop()
@@ -147,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
             base_tick_ms=args.base_tick_ms,
             fsync=not args.no_fsync,
             log_level="warning",
+            extra_args=args.server_arg,
         )
         try:
             cluster.start_all()
@@ -167,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             "write_ratio": args.write_ratio,
             "fsync": not args.no_fsync,
             "base_tick_ms": args.base_tick_ms,
+            "server_args": args.server_arg,
         },
         "writes_per_s": result["writes"]["per_second"],
         "reads_per_s": result["reads"]["per_second"],

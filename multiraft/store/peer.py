@@ -38,7 +38,7 @@ class _Proposal:
 
 class Peer:
     """Invariant: every key of `proposals` is an index of this leader's log in `term`.
-    Invariant: `visible_index <= applied_index <= node.raft.raft_log.committed`."""
+    Invariant: `applied_index <= node.raft.raft_log.committed`."""
 
     __slots__ = (
         "store_id",
@@ -55,7 +55,6 @@ class Peer:
         "dedupe",
         "applied_index",
         "applied_term",
-        "visible_index",
         "was_leader",
         "idle_ticks",
         "hibernate_votes",
@@ -95,12 +94,10 @@ class Peer:
         self._next_read_ctx = 1
         # Results of recently applied request ids (retried writes apply once).
         self.dedupe = DedupeTable(storage_engine, region.id)
-        # Applied: the store ran the commands up to here (their writes may still be in a
-        # write round in flight). Visible: their writes are committed to the engine, so reads
-        # may be served at it.
+        # The store ran the commands up to here; their writes may still wait in a write round
+        # (the store's overlay answers for them until it is committed).
         self.applied_index = applied_index
         self.applied_term = applied_term
-        self.visible_index = applied_index
         self.was_leader = False
         # Ticks since the region last did anything but heartbeats (leader-side idleness).
         self.idle_ticks = 0
@@ -159,6 +156,7 @@ class Peer:
             # The snapshot's data is durable and readable: raft may count it applied.
             self.node.advance_apply_to(self.restored_index)
             self.restored_index = 0
+            self.serve_ready_reads()
 
     # -- client work ------------------------------------------------------------------------
 
@@ -247,7 +245,8 @@ class Peer:
             return
         keep = []
         for index, reads in self._reads_waiting_apply:
-            if index <= self.visible_index:
+            # (Not while a snapshot's data waits for its round: the engine has the old data.)
+            if index <= self.applied_index and not self.restored_index:
                 for cb in reads:
                     cb(None)
             else:

@@ -152,6 +152,10 @@ class StoreConfig:
     # Reads by leader lease instead of a ReadIndex heartbeat round (needs check_quorum; stale
     # for up to an election timeout if the clocks of the stores drift apart).
     lease_reads: bool = False
+    # Followers learn a new commit index from the next append or heartbeat instead of an
+    # append of its own (raft-rs `skip_bcast_commit`; TiKV's default): fewer messages per
+    # write, followers apply a little later. Raft still broadcasts commits of conf changes.
+    skip_bcast_commit: bool = __import__("os").environ.get("MR_SKIP") == "1"
     # Raft log GC: keep this many applied entries; compact once twice as many piled up.
     log_gc_keep: int = 1000
     # Retried writes apply once if retried within this many entries of the original.
@@ -194,11 +198,6 @@ class StoreStats:
 
     def failed(self, code: str) -> None:
         self.proposals_failed[code] = self.proposals_failed.get(code, 0) + 1
-
-
-def _set_visible(peer: Peer, index: int) -> None:
-    peer.visible_index = index
-    peer.serve_ready_reads()
 
 
 def initial_peer_id(region_id: int, store_id: int) -> int:
@@ -338,6 +337,7 @@ class Store:
             max_size_per_msg=c.max_size_per_msg,
             max_inflight_msgs=c.max_inflight_msgs,
             read_only_option=ReadOnlyOption.LeaseBased if c.lease_reads else ReadOnlyOption.Safe,
+            skip_bcast_commit=c.skip_bcast_commit,
         )
         if region.region_epoch.version:
             cs = conf_state_from_region(region)
@@ -694,12 +694,9 @@ class Store:
         peer = self.peers[region_id]
         if peer.applied_index < request_index:
             raise SnapshotTemporarilyUnavailable()
-        if peer.visible_index == peer.applied_index:
-            data = build_snapshot_data(self.engine, peer.region)
-        else:
-            data = build_snapshot_data(
-                self.engine, peer.region, self._unwritten, peer.dedupe.unwritten_records()
-            )
+        data = build_snapshot_data(
+            self.engine, peer.region, self._unwritten, peer.dedupe.unwritten_records()
+        )
         snap = Snapshot(data=data)
         meta = snap.metadata
         meta.index, meta.term = peer.applied_index, peer.applied_term
@@ -761,7 +758,7 @@ class Store:
             if err is not None:
                 callback(None, err)
             else:
-                callback(self.engine.get(CF_KV, key), None)
+                callback(self._read(key), None)
 
         peer.submit_read(done)
         self.stats.reads += 1
@@ -833,11 +830,35 @@ class Store:
             hi: bytes | None = end or None
             if region.end_key and (hi is None or hi > region.end_key):
                 hi = region.end_key
-            callback(self.engine.scan(CF_KV, lo, hi, limit), None)
+            callback(self._scan_applied(lo, hi, limit), None)
 
         peer.submit_read(done)
         self.stats.reads += 1
         self._wake(region_id)
+
+    def _read(self, key: bytes) -> bytes | None:
+        """The applied value of `key`: the overlay of rounds in flight, then the engine."""
+        hit = self._unwritten.get(key)
+        if hit is not None:
+            return hit[1]
+        return self.engine.get(CF_KV, key)
+
+    def _scan_applied(self, lo: bytes, hi: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
+        """At most `limit` applied pairs with `lo <= key < hi` (None: no bound), in key order:
+        the engine's, with the overlay of rounds in flight on top."""
+        pending = [
+            (k, v) for k, (_, v) in self._unwritten.items() if lo <= k and (hi is None or k < hi)
+        ]
+        if not pending:
+            return self.engine.scan(CF_KV, lo, hi, limit)
+        # Every overlay key may hide one engine pair (a delete): read that many more.
+        merged = dict(self.engine.scan(CF_KV, lo, hi, limit + len(pending)))
+        for k, v in pending:
+            if v is None:
+                merged.pop(k, None)
+            else:
+                merged[k] = v
+        return sorted(merged.items())[:limit]
 
     # -- the round ----------------------------------------------------------------------------
 
@@ -912,7 +933,8 @@ class Store:
         clock = self._clock
         t0 = clock() if clock is not None else 0.0
         # The writes go into the round's batch: one commit (one fsync) for the raft state and
-        # the applied data of the round. Reads and snapshots wait until it is committed.
+        # the applied data of the round. Until it is committed, `_unwritten` answers for them
+        # (reads, later commands, snapshots).
         batcher = self.batcher
         kv_wb = batcher.batch
         applier = KvApplier(self.engine, kv_wb, self._unwritten, batcher.round_number)
@@ -952,16 +974,7 @@ class Store:
             state = RaftApplyState(applied_index=peer.applied_index, applied_term=peer.applied_term)
             kv_wb.put(CF_APPLY_STATE, apply_state_key(peer.region.id), state.SerializeToString())
             self._maybe_gc_log(peer, kv_wb)
-        visible = [(peer, peer.applied_index) for peer, _ in work]
-
-        def on_written() -> None:
-            applier.forget_written()
-            for peer, index in visible:
-                if index > peer.visible_index:
-                    peer.visible_index = index
-                    peer.serve_ready_reads()
-
-        kv_wb.add_commit_hook(on_written)
+        kv_wb.add_commit_hook(applier.forget_written)
         if clock is not None and len(self.stats.apply_seconds) < _MAX_SAMPLES:
             self.stats.apply_seconds.append(clock() - t0)
         for peer, _entries in work:
@@ -970,6 +983,8 @@ class Store:
         # result is final; a restart before this round is written applies it again.
         for peer, e, result, err in done:
             peer.complete_proposal(e, result, err)
+        for peer, _entries in work:
+            peer.serve_ready_reads()
         for peer in removed:
             if self.peers.get(peer.region.id) is peer:
                 self._destroy_peer(peer)
@@ -1051,8 +1066,6 @@ class Store:
         wb.put(CF_APPLY_STATE, apply_state_key(region.id), state.SerializeToString())
         peer.set_region(region)
         peer.applied_index, peer.applied_term = meta.index, meta.term
-        # (The round waits for this batch's commit before anything reads the region.)
-        wb.add_commit_hook(lambda: _set_visible(peer, meta.index))
         peer.dedupe.clear_cache()
         peer.restored_index = meta.index
         for p in region.peers:

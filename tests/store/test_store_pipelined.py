@@ -11,7 +11,7 @@ from typing import Any
 from batching import Batcher
 from multiraft.engine import CF_KV, LmdbEngine, MemoryEngine, WriteBatch
 from multiraft.raft import ConfState
-from multiraft.store.cmd import OP_CAS, OP_PUT, Command, Op
+from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
 from multiraft.store.snapshot import decode_snapshot_data
 from multiraft.store.store import Store, StoreConfig
 from multiraft.testing import SimCluster
@@ -127,10 +127,10 @@ class _GatedEngine(MemoryEngine):
         super().write(batch, sync)
 
 
-def test_applied_writes_ride_the_round_and_reads_wait_for_their_commit() -> None:
+def test_applied_writes_ride_the_round_and_are_readable_before_it_commits() -> None:
     """The KV writes of applied commands go into the round's batch (one commit per round, no
-    commit of their own); a linearizable read is served only once that batch is committed,
-    and an answered write is visible to commands applied after it while still in flight."""
+    commit of their own). While that round waits in the writer, the store's overlay answers
+    for them: a linearizable read, a scan and a snapshot all see the applied state."""
     engine = _GatedEngine()
     batcher: Batcher[Any] = Batcher(engine, pipelined=True)
     store = Store(1, engine, send=lambda to, frame: None, config=StoreConfig(election_ticks=5), batcher=batcher)
@@ -141,35 +141,37 @@ def test_applied_writes_ride_the_round_and_reads_wait_for_their_commit() -> None
 
     put: list[Any] = []
     store.propose(Command(1, 0, 0, [Op(OP_PUT, b"k", value=b"v1")], b"p1"), lambda r, e: put.append(e))
-    _drive(store, lambda: bool(put))
+    store.propose(Command(1, 0, 0, [Op(OP_PUT, b"k2", value=b"x")], b"p0"), lambda r, e: put.append(e))
+    _drive(store, lambda: len(put) == 2)
     _drive(store, lambda: not batcher.in_flight())
-    assert put == [None]
+    assert put == [None, None]
     # Every commit was a round's: the apply did not write on its own.
     assert engine.stats.commits - commits == batcher.stats.rounds_persisted - rounds
 
-    # The round holding the entry goes through; the one holding its applied write waits.
+    # The round holding the entries goes through; the one holding their applied writes waits.
     engine.allow(1)
     put2: list[Any] = []
     store.propose(Command(1, 0, 0, [Op(OP_PUT, b"k", value=b"v2")], b"p2"), lambda r, e: put2.append(e))
-    _drive(store, lambda: bool(put2) and engine.waiting)
-    assert put2 == [None] and engine.get(CF_KV, b"k") == b"v1"
+    store.propose(Command(1, 0, 0, [Op(OP_DELETE, b"k2")], b"p3"), lambda r, e: put2.append(e))
+    _drive(store, lambda: len(put2) == 2 and engine.waiting)
+    assert put2 == [None, None] and engine.get(CF_KV, b"k") == b"v1"
     reads: list[Any] = []
     store.get(1, b"k", lambda v, e: reads.append((v, e)))
-    for _ in range(50):
-        store.round()
-    assert reads == [], "a read was served from a state without the applied write"
+    store.scan(1, b"", b"", 10, lambda v, e: reads.append((v, e)))
+    _drive(store, lambda: len(reads) == 2)
+    assert reads == [(b"v2", None), ([(b"k", b"v2")], None)]
+    assert engine.waiting  # still not committed: the overlay answered
     peer = store.peers[1]
-    assert peer.visible_index < peer.applied_index
     # A snapshot now is the state at the applied index: the engine plus the round in flight.
     early = store._build_snapshot(1, peer.applied_index)
     assert early.metadata.index == peer.applied_index
     data = decode_snapshot_data(early.data)
-    assert dict(zip(data.kv[::2], data.kv[1::2], strict=True))[b"k"] == b"v2"
+    assert dict(zip(data.kv[::2], data.kv[1::2], strict=True)) == {b"k": b"v2"}
     assert any(k.endswith(b"p2") for k in data.dedupe[::2])  # the retry record travels too
     engine.allow(None)
-    _drive(store, lambda: bool(reads))
-    assert reads == [(b"v2", None)]
-    assert peer.visible_index == peer.applied_index
+    _drive(store, lambda: not batcher.in_flight())
+    store.round()  # runs the commit hooks
+    assert store._unwritten == {} and engine.get(CF_KV, b"k") == b"v2"
     # Once committed, the engine alone gives the very same snapshot.
     assert store._build_snapshot(1, peer.applied_index).data == early.data
     batcher.close()
