@@ -155,7 +155,7 @@ class StoreConfig:
     # Followers learn a new commit index from the next append or heartbeat instead of an
     # append of its own (raft-rs `skip_bcast_commit`; TiKV's default): fewer messages per
     # write, followers apply a little later. Raft still broadcasts commits of conf changes.
-    skip_bcast_commit: bool = __import__("os").environ.get("MR_SKIP") == "1"
+    skip_bcast_commit: bool = True
     # Raft log GC: keep this many applied entries; compact once twice as many piled up.
     log_gc_keep: int = 1000
     # Retried writes apply once if retried within this many entries of the original.
