@@ -119,10 +119,10 @@ class SimCluster:
         return Store(
             sid,
             self.engines[sid],
-            lambda to, frame, sid=sid: self.net.send(sid, to, frame),
+            lambda to, frame: self.net.send(sid, to, frame),
             self.store_config,
             random.Random(self.rng.getrandbits(64)),
-            send_snapshot=lambda to, header, data, done, sid=sid: self._send_snapshot(sid, to, header, data, done),
+            send_snapshot=lambda to, header, data, done: self._send_snapshot(sid, to, header, data, done),
             batcher=batcher,
         )
 
@@ -346,11 +346,11 @@ class SimCluster:
             sid = self.leader_of(region_id)
             if sid is not None:
                 try:
-                    call(self.stores[sid], lambda r, e, box=box: box.append((r, e)))
+                    call(self.stores[sid], _collector(box))
                 except (NotLeader, RegionBusy, StaleCommand) as e:
                     box.append((None, e))
                 try:
-                    self.run_until(lambda box=box: bool(box), timeout=max(0.01, deadline - self.loop.now))
+                    self.run_until(_nonempty(box), timeout=max(0.01, deadline - self.loop.now))
                 except TimeoutError:
                     pass
                 if box and (box[0][1] is None or not box[0][1].retryable):
@@ -393,3 +393,18 @@ class SimCluster:
                 "frames_sent": st.frames_sent,
             }
         return out
+
+
+def _collector(
+    box: list[tuple[Any, StoreError | None]],
+) -> Callable[[Any, StoreError | None], None]:
+    """A store callback that records its outcome in `box`."""
+
+    def done(result: Any, err: StoreError | None) -> None:
+        box.append((result, err))
+
+    return done
+
+
+def _nonempty(box: list[Any]) -> Callable[[], bool]:
+    return lambda: bool(box)
