@@ -62,6 +62,7 @@ from multiraft.raft import (
     ProposalDropped,
     RawNode,
     ReadOnlyOption,
+    Ready,
     Snapshot,
     SnapshotMetadata,
     SnapshotStatus,
@@ -899,6 +900,8 @@ class Store:
             if rd.snapshot.metadata.index:
                 self._apply_snapshot(peer, batcher.batch, rd.snapshot)
                 restored = True
+            if rd.persisted_messages:
+                self._send_heartbeat_responses_now(peer, rd)
             # Entries, hard state and the snapshot's raft state go into the round's batch; a
             # leader's messages go out now, the rest once the round is durable.
             send_now, to_apply = batcher.add_ready(peer, rd)
@@ -914,6 +917,20 @@ class Store:
                 batcher.wait()
         self._poll_persisted()
         self._flush_lanes()
+
+    def _send_heartbeat_responses_now(self, peer: Peer, rd: Ready) -> None:
+        """A follower's heartbeat responses go out now instead of after the round's fsync
+        (raft-rs holds every message of a non-leader until its Ready is persisted). They
+        acknowledge no log entry and no vote — only that this replica is at the leader's term
+        and not past it — which is what a ReadIndex round needs; the term they carry is in
+        memory already, and a vote (the only state a crash must not lose before answering)
+        travels in a vote response, which still waits. So ReadIndex reads stop queueing behind
+        the followers' write rounds."""
+        held = rd.persisted_messages
+        early = [m for m in held if m.msg_type == _MSG_HEARTBEAT_RESPONSE]
+        if early:
+            rd.persisted_messages = [m for m in held if m.msg_type != _MSG_HEARTBEAT_RESPONSE]
+            self._send_raft(peer, early)
 
     def _poll_persisted(self) -> None:
         """Acknowledge the rounds the writer finished: raft heard `on_persist_ready` (from the
