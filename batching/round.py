@@ -20,7 +20,7 @@ from multiraft.raft import Message
 
 from .node import ReadyNode
 
-__all__ = ["Round", "N", "commit_round"]
+__all__ = ["Round", "N", "commit_round", "write_in_order"]
 
 N = TypeVar("N", bound=ReadyNode)
 
@@ -104,3 +104,15 @@ def commit_round(engine: Engine, rnd: Round[N], clock: Callable[[], float]) -> N
         rnd.synced = not batch.is_empty()
         rnd.bytes = batch.approximate_size()
     rnd.commit_seconds = clock() - t0
+
+
+def write_in_order(
+    engine: Engine, rnd: Round[N], failed: bool, clock: Callable[[], float]
+) -> bool:
+    """Commit `rnd` unless an earlier round failed (then it is marked `skipped`: it would
+    build on writes that are not on disk). Returns whether the writer has failed now."""
+    if failed:
+        rnd.skipped = True
+        return True
+    commit_round(engine, rnd, clock)
+    return rnd.error is not None

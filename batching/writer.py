@@ -24,7 +24,7 @@ from typing import Generic, Protocol
 
 from multiraft.engine import Engine
 
-from .round import N, Round, commit_round
+from .round import N, Round, write_in_order
 
 __all__ = ["RoundWriter", "InlineWriter", "ThreadWriter"]
 
@@ -74,11 +74,7 @@ class InlineWriter(Generic[N]):
         self.on_complete: Callable[[], None] | None = None
 
     def start(self, rnd: Round[N]) -> None:
-        if self._failed:
-            rnd.skipped = True
-        else:
-            commit_round(self._engine, rnd, self._clock)
-            self._failed = rnd.error is not None
+        self._failed = write_in_order(self._engine, rnd, self._failed, self._clock)
         self._finished.append(rnd)
         if self.on_complete is not None:
             self.on_complete()
@@ -164,11 +160,7 @@ class ThreadWriter(Generic[N]):
                     queue.popleft()
                     cv.notify_all()
                 return
-            if self._failed:
-                rnd.skipped = True
-            else:
-                commit_round(self._engine, rnd, self._clock)
-                self._failed = rnd.error is not None
+            self._failed = write_in_order(self._engine, rnd, self._failed, self._clock)
             with cv:
                 queue.popleft()
                 self._finished.append(rnd)

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic
 
-from batching.round import N, Round, commit_round
+from batching.round import N, Round, write_in_order
 from multiraft.engine import Engine
 
 from .simnet import SimLoop
@@ -57,11 +57,7 @@ class SimWriter(Generic[N]):
         if self._dead or not self._queue:
             return
         rnd = self._queue.popleft()
-        if self._failed:
-            rnd.skipped = True
-        else:
-            commit_round(self._engine, rnd, self._now)
-            self._failed = rnd.error is not None
+        self._failed = write_in_order(self._engine, rnd, self._failed, self._now)
         self._finished.append(rnd)
         if self.on_complete is not None:
             self.on_complete()
