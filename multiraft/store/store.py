@@ -1,12 +1,15 @@
 """The Store: one process's regions, driven in rounds (sans-I/O).
 
-A round: propose the commands and ask the read indexes collected since the last round; collect
-the Ready of every region that has one into ONE engine write batch (entries, hard states) while
-a leader's messages go out at once (Raft thesis §10.2.1); commit the batch with one fsync;
-acknowledge persistence to every region (`on_persist_ready`) and release the messages that had
-to wait for it; apply the committed entries of every region into one KV write batch (with the
-apply states); answer clients. Frames for other stores leave through `OutboundLanes`, one frame
-per destination store per round.
+A round: acknowledge the write rounds the batcher finished (`on_persist_ready`, release the
+messages that waited for them); propose the commands and ask the read indexes collected since
+the last round; collect the Ready of every region that has one into the round's ONE engine
+write batch (entries, hard states) while a leader's messages — and a follower's heartbeat
+responses — go out at once (Raft thesis §10.2.1); apply the committed entries of every region
+into that same batch (KV data, apply states, request-id records) and answer clients; hand the
+batch to the batcher: one commit, one fsync, pipelined with the next round. Until a round is
+committed, `_unwritten` (the overlay of its applied KV writes) answers reads, later commands
+and snapshots. Frames for other stores leave through `OutboundLanes`, one frame per
+destination store per round.
 
 Time comes from `tick()`, randomness from the injected generator, bytes in through `on_frame`
 and out through the `send(to_store, frame)` callable: the same code runs in the simulator and
