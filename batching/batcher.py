@@ -87,13 +87,9 @@ class Batcher(Generic[N]):
         self.pipelined = pipelined
         self.max_in_flight = max_in_flight
         # `writer` (over `engine`) replaces the default one: the simulator's delayed writer.
-        self._writer: RoundWriter[N] = (
-            writer
-            if writer is not None
-            else ThreadWriter(engine, clock=clock)
-            if pipelined
-            else InlineWriter(engine, clock)
-        )
+        if writer is None:
+            writer = ThreadWriter(engine, clock=clock) if pipelined else InlineWriter(engine, clock)
+        self._writer: RoundWriter[N] = writer
         self._writer.on_complete = on_complete
         self.stats = BatchingStats()
         # The round being collected.

@@ -20,7 +20,16 @@ from multiraft.engine.engine import ReadView
 
 from .cmd import OP_CAS, OP_DELETE, OP_PUT, Command
 
-__all__ = ["CasFailed", "Applied", "KvApplier", "DedupeTable", "dedupe_bounds"]
+__all__ = [
+    "CasFailed",
+    "Applied",
+    "KvApplier",
+    "DedupeTable",
+    "Unwritten",
+    "dedupe_bounds",
+    "read_applied",
+    "scan_applied",
+]
 
 
 @dataclass(slots=True, frozen=True)
@@ -164,6 +173,37 @@ def _decode_record(raw: bytes) -> tuple[int, Result]:
     return obj[0], CasFailed(obj[2], obj[3])
 
 
+# The store's overlay of applied KV writes whose round is not committed yet: key -> (round,
+# value or None = deleted). See KvApplier.
+Unwritten = dict[bytes, tuple[int, bytes | None]]
+
+
+def read_applied(view: ReadView, unwritten: Unwritten, key: bytes) -> bytes | None:
+    """The applied value of `key`: the overlay of rounds in flight, then the engine."""
+    hit = unwritten.get(key)
+    if hit is not None:
+        return hit[1]
+    return view.get(CF_KV, key)
+
+
+def scan_applied(
+    view: ReadView, unwritten: Unwritten, lo: bytes, hi: bytes | None, limit: int | None = None
+) -> list[tuple[bytes, bytes]]:
+    """Applied pairs with `lo <= key < hi` (None: no bound) in key order, at most `limit`: the
+    engine's, with the overlay of rounds in flight on top."""
+    pending = [(k, v) for k, (_, v) in unwritten.items() if lo <= k and (hi is None or k < hi)]
+    if not pending:
+        return view.scan(CF_KV, lo, hi, limit)
+    # Every overlay key may hide one engine pair (a delete): read that many more.
+    merged = dict(view.scan(CF_KV, lo, hi, None if limit is None else limit + len(pending)))
+    for k, v in pending:
+        if v is None:
+            merged.pop(k, None)
+        else:
+            merged[k] = v
+    return sorted(merged.items())[:limit]
+
+
 class KvApplier:
     """Applies the commands of one round over a read view of the engine into `batch` (the
     round's write batch, committed later by the writer).
@@ -181,7 +221,7 @@ class KvApplier:
         self,
         view: ReadView,
         batch: WriteBatch,
-        unwritten: dict[bytes, tuple[int, bytes | None]] | None = None,
+        unwritten: Unwritten | None = None,
         round_number: int = 0,
     ) -> None:
         self._view = view
@@ -195,10 +235,7 @@ class KvApplier:
         self.applied_ops = 0
 
     def get(self, key: bytes) -> bytes | None:
-        hit = self._unwritten.get(key)
-        if hit is not None:
-            return hit[1]
-        return self._view.get(CF_KV, key)
+        return read_applied(self._view, self._unwritten, key)
 
     def forget_written(self) -> None:
         """This round is committed: the engine holds its writes (a later round's newer value

@@ -13,7 +13,7 @@ the snapshot's pairs, the region, the apply state and the records, all in one wr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import msgpack
@@ -22,8 +22,7 @@ from multiraft.engine import CF_APPLY_STATE, CF_KV, WriteBatch
 from multiraft.engine.engine import ReadView
 from multiraft.proto.serverpb_pb2 import Region
 
-from .apply import dedupe_bounds
-from .region import key_in_region
+from .apply import Unwritten, dedupe_bounds, scan_applied
 
 __all__ = [
     "SnapshotData",
@@ -50,28 +49,17 @@ class SnapshotData:
 def build_snapshot_data(
     view: ReadView,
     region: Region,
-    unwritten_kv: Mapping[bytes, tuple[int, bytes | None]] | None = None,
+    unwritten_kv: Unwritten | None = None,
     unwritten_records: Sequence[tuple[bytes, bytes]] = (),
 ) -> bytes:
     """The region's data as of `view` (see the module docstring), plus the applied writes
-    not committed to the engine yet: `unwritten_kv` (key -> (round, value or None =
-    deleted), any region's keys) and `unwritten_records` (request-id records, keys without
-    the region prefix)."""
-    end = region.end_key or None
+    not committed to the engine yet: `unwritten_kv` (the store's overlay, any region's keys)
+    and `unwritten_records` (request-id records, keys without the region prefix)."""
+    pairs = scan_applied(view, unwritten_kv or {}, region.start_key, region.end_key or None)
     lo, hi = dedupe_bounds(region.id)
-    pairs: Iterable[tuple[bytes, bytes]] = view.scan(CF_KV, region.start_key, end)
     records: Iterable[tuple[bytes, bytes]] = (
         (k[8:], v) for k, v in view.scan(CF_APPLY_STATE, lo, hi)
     )
-    if unwritten_kv:
-        merged = dict(pairs)
-        for k, (_, v) in unwritten_kv.items():
-            if key_in_region(k, region):
-                if v is None:
-                    merged.pop(k, None)
-                else:
-                    merged[k] = v
-        pairs = sorted(merged.items())
     if unwritten_records:
         merged_records = dict(records)
         merged_records.update(unwritten_records)

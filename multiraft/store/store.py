@@ -76,7 +76,7 @@ from multiraft.raft import (
 from router.codec import RAFT, FrameDecoder, FrameError, encode_batch
 from router.lanes import OutboundLanes
 
-from .apply import KvApplier, dedupe_bounds
+from .apply import KvApplier, Unwritten, dedupe_bounds, read_applied, scan_applied
 from .cmd import Command, CommandDecodeError, decode_command, encode_command
 from .errors import (
     EpochNotMatch,
@@ -255,7 +255,7 @@ class Store:
         # Regions whose replica here was removed: their last known metadata.
         self.tombstones: dict[int, Region] = {}
         # KV writes of applied commands whose round is not committed yet (see KvApplier).
-        self._unwritten: dict[bytes, tuple[int, bytes | None]] = {}
+        self._unwritten: Unwritten = {}
         self.ids = IdAllocator(engine, store_id)
 
     # -- bootstrap and recovery --------------------------------------------------------------
@@ -762,7 +762,7 @@ class Store:
             if err is not None:
                 callback(None, err)
             else:
-                callback(self._read(key), None)
+                callback(read_applied(self.engine, self._unwritten, key), None)
 
         peer.submit_read(done)
         self.stats.reads += 1
@@ -834,35 +834,11 @@ class Store:
             hi: bytes | None = end or None
             if region.end_key and (hi is None or hi > region.end_key):
                 hi = region.end_key
-            callback(self._scan_applied(lo, hi, limit), None)
+            callback(scan_applied(self.engine, self._unwritten, lo, hi, limit), None)
 
         peer.submit_read(done)
         self.stats.reads += 1
         self._wake(region_id)
-
-    def _read(self, key: bytes) -> bytes | None:
-        """The applied value of `key`: the overlay of rounds in flight, then the engine."""
-        hit = self._unwritten.get(key)
-        if hit is not None:
-            return hit[1]
-        return self.engine.get(CF_KV, key)
-
-    def _scan_applied(self, lo: bytes, hi: bytes | None, limit: int) -> list[tuple[bytes, bytes]]:
-        """At most `limit` applied pairs with `lo <= key < hi` (None: no bound), in key order:
-        the engine's, with the overlay of rounds in flight on top."""
-        pending = [
-            (k, v) for k, (_, v) in self._unwritten.items() if lo <= k and (hi is None or k < hi)
-        ]
-        if not pending:
-            return self.engine.scan(CF_KV, lo, hi, limit)
-        # Every overlay key may hide one engine pair (a delete): read that many more.
-        merged = dict(self.engine.scan(CF_KV, lo, hi, limit + len(pending)))
-        for k, v in pending:
-            if v is None:
-                merged.pop(k, None)
-            else:
-                merged[k] = v
-        return sorted(merged.items())[:limit]
 
     # -- the round ----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multiraft.engine import CF_KV, MemoryEngine, WriteBatch
-from multiraft.store.store import Store
+from multiraft.store.apply import read_applied, scan_applied
 
 keys = st.binary(min_size=1, max_size=2)
 
@@ -33,8 +33,7 @@ def test_scan_and_get_see_the_overlay(
         for k, v in engine_kv.items():
             wb.put(CF_KV, k, v)
         engine.write(wb)
-    store = Store(1, engine, send=lambda to, frame: None)
-    store._unwritten = {k: (1, v) for k, v in overlay.items()}
+    unwritten = {k: (1, v) for k, v in overlay.items()}
     model = dict(engine_kv)
     for k, v in overlay.items():
         if v is None:
@@ -42,6 +41,6 @@ def test_scan_and_get_see_the_overlay(
         else:
             model[k] = v
     want = sorted((k, v) for k, v in model.items() if lo <= k and (hi is None or k < hi))[:limit]
-    assert store._scan_applied(lo, hi, limit) == want
+    assert scan_applied(engine, unwritten, lo, hi, limit) == want
     for k in {*engine_kv, *overlay}:
-        assert store._read(k) == model.get(k)
+        assert read_applied(engine, unwritten, k) == model.get(k)
