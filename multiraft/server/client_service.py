@@ -32,7 +32,7 @@ from multiraft.client.protocol import (
     encode_frame,
 )
 from multiraft.proto.serverpb_pb2 import Region, RegionEpoch
-from multiraft.store.apply import Applied, CasFailed
+from multiraft.store.kv import Applied, CasFailed
 from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
 from multiraft.store.errors import (
     EpochNotMatch,

@@ -1,8 +1,12 @@
-"""The store: one process hosting many regions (sans-asyncio).
+"""The store: one process hosting many regions (sans-asyncio, like TiKV's raftstore).
 
-So far: region metadata helpers, the store's error types, the KV command codec (`cmd`) and
-the KV apply path (`apply`); the Store and Peer come next
-(issue 5).
+`Store` (`store.py`) is built in layers, one module each: `base` (state and tunables),
+`outbox` (raft messages out), `lifecycle` (bootstrap, recovery, peer creation and
+destruction), `hibernate` (ticks, hibernation, store liveness), `messages` (raft messages in),
+`apply` (the apply loop and membership changes), and `store` itself (the round, the client
+API). A `Peer` (`peer.py`) is one region replica. `kv` applies KV commands, `dedupe` keeps
+request-id records, `cmd` and `membership` are the entry codecs, `snapshot` the snapshot data,
+`region` the metadata helpers, `errors` the store's error types.
 """
 
 from .errors import (

@@ -19,6 +19,9 @@ __all__ = [
     "OP_CAS",
     "Op",
     "Command",
+    "Applied",
+    "CasFailed",
+    "Result",
     "CommandDecodeError",
     "encode_command",
     "decode_command",
@@ -64,6 +67,24 @@ class Command:
     version: int
     ops: list[Op] = field(default_factory=list)
     request_id: bytes = b""
+
+
+@dataclass(slots=True, frozen=True)
+class CasFailed:
+    """The op at `op_index` expected another value; `current` is what the key holds."""
+
+    op_index: int
+    current: bytes | None
+
+
+@dataclass(slots=True, frozen=True)
+class Applied:
+    """The command was applied; `previous` holds, per op, the value the key had before."""
+
+    previous: tuple[bytes | None, ...]
+
+
+Result = Applied | CasFailed
 
 
 class CommandDecodeError(ValueError):

@@ -16,7 +16,7 @@ from multiraft.proto.serverpb_pb2 import Peer as PeerMeta
 from multiraft.proto.serverpb_pb2 import Region
 from multiraft.raft import Entry, Message, MessageType, ProposalDropped, RawNode, Ready, StateRole
 
-from .apply import DedupeTable
+from .dedupe import DedupeTable
 from .errors import NotLeader, StaleCommand, StoreError
 
 __all__ = ["Peer", "Callback"]

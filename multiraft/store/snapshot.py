@@ -22,7 +22,8 @@ from multiraft.engine import CF_APPLY_STATE, CF_KV, WriteBatch
 from multiraft.engine.engine import ReadView
 from multiraft.proto.serverpb_pb2 import Region
 
-from .apply import Unwritten, dedupe_bounds, scan_applied
+from .dedupe import dedupe_bounds
+from .kv import Unwritten, scan_applied
 
 __all__ = [
     "SnapshotData",

@@ -18,7 +18,7 @@ from typing import Any
 from batching import Batcher
 from multiraft.engine import MemoryEngine
 from multiraft.proto.serverpb_pb2 import Region
-from multiraft.store.apply import Applied, CasFailed
+from multiraft.store.kv import Applied, CasFailed
 from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
 from multiraft.store.errors import NotLeader, RegionBusy, StaleCommand, StoreError, Timeout
 from multiraft.store.region import key_in_region

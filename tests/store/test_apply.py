@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from multiraft.engine import CF_KV, MemoryEngine, WriteBatch
-from multiraft.store.apply import Applied, CasFailed, DedupeTable, KvApplier
+from multiraft.store.dedupe import DedupeTable
+from multiraft.store.kv import Applied, CasFailed, KvApplier
 from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
 
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multiraft.engine import CF_KV, MemoryEngine, WriteBatch
-from multiraft.store.apply import read_applied, scan_applied
+from multiraft.store.kv import read_applied, scan_applied
 
 keys = st.binary(min_size=1, max_size=2)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from multiraft.engine import CF_APPLY_STATE, CF_KV, MemoryEngine, WriteBatch
-from multiraft.store.apply import Applied, DedupeTable, dedupe_bounds
+from multiraft.store.dedupe import DedupeTable, dedupe_bounds
+from multiraft.store.kv import Applied
 from multiraft.store.region import new_region
 from multiraft.store.snapshot import (
     SnapshotDecodeError,

@@ -1,0 +1,155 @@
+"""The store's state and configuration, shared by the layers of `Store` (outbox,
+lifecycle, hibernate, messages, apply, store)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from batching import Batcher
+from multiraft.engine import Engine
+from multiraft.proto.serverpb_pb2 import Region
+from router.codec import FrameDecoder
+from router.lanes import OutboundLanes
+
+from .ids import IdAllocator
+from .kv import Unwritten
+from .peer import Peer
+
+__all__ = [
+    "StoreConfig",
+    "StoreStats",
+    "StoreBase",
+    "SendSnapshot",
+    "RAFT_INIT_LOG_INDEX",
+    "MAX_SAMPLES",
+    "initial_peer_id",
+]
+
+# Bootstrapped regions start at this log index (TiKV's RAFT_INIT_LOG_INDEX): a peer added
+# later has an empty log, below it, so it always catches up with a snapshot that carries the
+# region's data and membership.
+RAFT_INIT_LOG_INDEX = 5
+# Latency samples kept between two metrics flushes (the flush takes and clears them).
+MAX_SAMPLES: Final = 1 << 16
+# send_snapshot(to_store, header, data, done): the server's snapshot connection.
+SendSnapshot = Callable[[int, bytes, bytes, Callable[[bool], None]], None]
+
+
+@dataclass
+class StoreConfig:
+    """The store's tunables (the server maps its TOML config onto these)."""
+
+    election_ticks: int = 10
+    heartbeat_ticks: int = 2
+    check_quorum: bool = True
+    pre_vote: bool = True
+    max_size_per_msg: int = 1 << 20
+    max_inflight_msgs: int = 256
+    max_frame_bytes: int = 4 << 20
+    # Reads by leader lease instead of a ReadIndex heartbeat round (needs check_quorum; stale
+    # for up to an election timeout if the clocks of the stores drift apart).
+    lease_reads: bool = False
+    # Followers learn a new commit index from the next append or heartbeat instead of an
+    # append of its own (raft-rs `skip_bcast_commit`; TiKV's default): fewer messages per
+    # write, followers apply a little later. Raft still broadcasts commits of conf changes.
+    skip_bcast_commit: bool = True
+    # Raft log GC: keep this many applied entries; compact once twice as many piled up.
+    log_gc_keep: int = 1000
+    # Retried writes apply once if retried within this many entries of the original.
+    dedupe_window: int = 100_000
+
+
+@dataclass
+class StoreStats:
+    """Cumulative plain counters (the simulator's `stats()` and the metrics flush read them)."""
+
+    rounds: int = 0
+    ticks: int = 0
+    fsyncs: int = 0
+    raft_messages_sent: int = 0
+    frames_sent: int = 0
+    raft_messages_received: int = 0
+    bad_frames: int = 0
+    dropped_messages: int = 0
+    proposals: int = 0
+    applied_entries: int = 0
+    conf_changes: int = 0
+    snapshots_sent: int = 0
+    snapshots_failed: int = 0
+    snapshots_applied: int = 0
+    snapshots_rejected: int = 0
+    log_compactions: int = 0
+    peers_created: int = 0
+    peers_destroyed: int = 0
+    unreachable_reports: int = 0
+    leader_changes: int = 0
+    reads: int = 0
+    # Raft messages by eraftpb MessageType value.
+    sent_by_type: dict[int, int] = field(default_factory=dict)
+    received_by_type: dict[int, int] = field(default_factory=dict)
+    # Proposals that failed, by error code (raised at once or reported by callback).
+    proposals_failed: dict[str, int] = field(default_factory=dict)
+    # With a clock: samples since the metrics flush last took them (it clears them).
+    propose_to_apply_seconds: list[float] = field(default_factory=list)
+    apply_seconds: list[float] = field(default_factory=list)
+
+    def failed(self, code: str) -> None:
+        self.proposals_failed[code] = self.proposals_failed.get(code, 0) + 1
+
+
+def initial_peer_id(region_id: int, store_id: int) -> int:
+    """Peer ids of bootstrapped regions: every store derives the same ones. Later ids come
+    from the id allocator, (store_id << 40) | counter, which never collides with these."""
+    return (region_id << 16) | store_id
+
+
+class StoreBase:
+    """Invariant: `peers` holds exactly the regions whose RegionLocalState is on disk."""
+
+    def __init__(
+        self,
+        store_id: int,
+        engine: Engine,
+        send: Callable[[int, bytes], None],
+        config: StoreConfig | None = None,
+        rng: random.Random | None = None,
+        send_snapshot: SendSnapshot | None = None,
+        batcher: Batcher[Peer] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.store_id = store_id
+        self.engine = engine
+        self.config = config or StoreConfig()
+        self._send = send
+        self.rng = rng if rng is not None else random.Random(store_id)
+        self.peers: dict[int, Peer] = {}
+        # Peers that may have work this round (a message, a tick, a proposal, persistence).
+        self._dirty: set[int] = set()
+        # Regions that tick (the others hibernate). Invariant: a subset of `peers`.
+        self._awake: set[int] = set()
+        # Store-level liveness: our tick count when we last heard from each store, and the
+        # stores not heard from for an election timeout.
+        self._last_heard: dict[int, int] = {}
+        self._suspected: set[int] = set()
+        # Stores a frame went to since the last tick (the others get a store heartbeat).
+        self._sent_since_tick: set[int] = set()
+        self.lanes = OutboundLanes(store_id, max_frame_bytes=self.config.max_frame_bytes)
+        self._decoders: dict[int, FrameDecoder] = {}
+        self.stats = StoreStats()
+        self._send_snapshot = send_snapshot
+        # Only for latency metrics (never for decisions: time is `tick()`).
+        self._clock = clock
+        # Raft writes of every region: one batch, one fsync per round. The server passes a
+        # pipelined batcher (a writer thread) and sets its `on_complete` to run a round; by
+        # default rounds commit inline (the simulator: deterministic).
+        self.batcher: Batcher[Peer] = batcher if batcher is not None else Batcher(engine, pipelined=False)
+        # Outcomes of snapshot sends, reported to raft at the next round: (region, peer, ok).
+        self._snapshot_reports: list[tuple[int, int, bool]] = []
+        # Regions whose replica here was removed: their last known metadata.
+        self.tombstones: dict[int, Region] = {}
+        # KV writes of applied commands whose round is not committed yet (see KvApplier).
+        self._unwritten: Unwritten = {}
+        self.ids = IdAllocator(engine, store_id)

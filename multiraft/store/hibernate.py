@@ -1,0 +1,141 @@
+"""Ticks, hibernation and store liveness.
+
+Only awake regions tick. A leader idle for an election timeout, with every follower caught
+up, asks its followers whether the region may hibernate (MsgHibernateRequest); once all agree
+the region stops ticking on every store. Any traffic but heartbeats wakes it. Stores exchange
+a frame every tick (an empty one if nothing else went there): a store not heard from for an
+election timeout is suspected, and the hibernated regions whose leader was there wake up and
+elect a new one."""
+
+from __future__ import annotations
+
+import logging
+
+from multiraft.proto.serverpb_pb2 import (
+    BatchRaftMessage,
+    ExtraMessage,
+    MsgHibernateRequest,
+    MsgHibernateResponse,
+    MsgRegionWakeUp,
+    RaftMessage,
+)
+from multiraft.raft import StateRole
+from router.codec import encode_batch
+
+from .lifecycle import PeerLifecycle
+from .peer import Peer
+
+__all__ = ['Hibernation']
+
+_log = logging.getLogger(__name__)
+
+
+class Hibernation(PeerLifecycle):
+    """Ticks, hibernation and store liveness (module docstring)."""
+
+    def tick(self) -> None:
+        """One base tick for every awake region; hibernated regions cost nothing. Also sends
+        store heartbeats and wakes the regions whose leader's store went silent."""
+        self.lanes.clock += 1
+        clock = self.lanes.clock
+        election = self.config.election_ticks
+        for rid in list(self._awake):
+            peer = self.peers[rid]
+            peer.node.tick()
+            self._dirty.add(rid)
+            peer.idle_ticks += 1
+            # Once idle for an election timeout, ask the followers (again every election
+            # timeout while some have not agreed).
+            if (
+                peer.idle_ticks >= election
+                and peer.idle_ticks % election == 0
+                and peer.can_hibernate()
+            ):
+                self._ask_to_hibernate(peer)
+        self.stats.ticks += len(self._awake)
+        # Store heartbeats: one (empty) frame per store per tick if nothing else went there.
+        for store in self._last_heard:
+            if store not in self._sent_since_tick:
+                self._send(
+                    store,
+                    encode_batch(
+                        BatchRaftMessage(from_store_id=self.store_id, last_observed_time=clock)
+                    ),
+                )
+                self.stats.frames_sent += 1
+        self._sent_since_tick = set()
+        for store, heard in self._last_heard.items():
+            if clock - heard >= election and store not in self._suspected:
+                self._suspected.add(store)
+                self._wake_regions_led_from(store)
+
+    def _wake(self, rid: int) -> None:
+        peer = self.peers[rid]
+        peer.idle_ticks = 0
+        peer.hibernate_votes = set()
+        if rid not in self._awake:
+            self._awake.add(rid)
+            if peer.is_leader():
+                # Give the followers a full election timeout to answer before check_quorum.
+                peer.node.raft.election_elapsed = 0
+        self._dirty.add(rid)
+
+    def _wake_regions_led_from(self, store: int) -> None:
+        """A store went silent: hibernated regions whose leader was there tick again, so they
+        elect a new leader after an election timeout."""
+        for rid, peer in self.peers.items():
+            if rid in self._awake:
+                continue
+            leader = peer.leader_meta()
+            if leader is None or leader.store_id == store:
+                self._wake(rid)
+
+    def _ask_to_hibernate(self, peer: Peer) -> None:
+        raft = peer.node.raft
+        peer.hibernate_votes = {raft.id}
+        extra = ExtraMessage(
+            type=MsgHibernateRequest, index=raft.raft_log.last_index(), term=raft.term
+        )
+        for p in peer.region.peers:
+            if p.id != peer.meta.id:
+                self._send_extra(peer, p, extra)
+
+    def _on_extra(self, peer: Peer, m: RaftMessage) -> None:
+        extra = m.extra_msg
+        raft = peer.node.raft
+        rid = peer.region.id
+        if extra.type == MsgHibernateRequest:
+            agree = (
+                raft.state == StateRole.Follower
+                and raft.leader_id == m.from_peer.id
+                and raft.term == extra.term
+                and raft.raft_log.last_index() == extra.index
+                and raft.raft_log.committed == extra.index
+                and not peer.has_waiting_work()
+            )
+            reply = ExtraMessage(
+                type=MsgHibernateResponse, agree=agree, index=extra.index, term=extra.term
+            )
+            self._send_extra(peer, m.from_peer, reply)
+            if agree:
+                self._awake.discard(rid)
+        elif extra.type == MsgHibernateResponse:
+            if (
+                not extra.agree
+                or not peer.hibernate_votes
+                or extra.term != raft.term
+                or extra.index != raft.raft_log.last_index()
+                or not peer.can_hibernate()
+            ):
+                return
+            peer.hibernate_votes.add(m.from_peer.id)
+            if all(p.id in peer.hibernate_votes for p in peer.region.peers):
+                self._awake.discard(rid)
+        elif extra.type == MsgRegionWakeUp:
+            self._wake(rid)
+
+    def awake_regions(self) -> int:
+        return len(self._awake)
+
+    def is_hibernated(self, region_id: int) -> bool:
+        return region_id in self.peers and region_id not in self._awake

@@ -1,0 +1,251 @@
+"""Peers come and go: bootstrap of a new cluster, join, recovery of every region from the
+engine, creation of an uninitialized peer by a message, destruction (with a tombstone), and
+the region snapshots a leader builds for its followers."""
+
+from __future__ import annotations
+
+import logging
+
+from multiraft.engine import (
+    CF_APPLY_STATE,
+    CF_KV,
+    CF_META,
+    CF_RAFT_STATE,
+    RegionStorage,
+    WriteBatch,
+)
+from multiraft.engine.keys import (
+    REGION_STATE,
+    apply_state_key,
+    decode_raft_state_key,
+    meta_key,
+    region_state_key,
+)
+from multiraft.proto.serverpb_pb2 import (
+    MsgNone,
+    RaftApplyState,
+    RaftMessage,
+    Region,
+    RegionLocalState,
+    Tombstone,
+)
+from multiraft.raft import (
+    Config,
+    MessageType,
+    RawNode,
+    ReadOnlyOption,
+    Snapshot,
+    SnapshotMetadata,
+    SnapshotTemporarilyUnavailable,
+    SplitMix64,
+)
+
+from .base import RAFT_INIT_LOG_INDEX, initial_peer_id
+from .dedupe import dedupe_bounds
+from .errors import RegionNotFound, StoreError
+from .membership import conf_state_from_region
+from .outbox import Outbox
+from .peer import Peer
+from .region import new_region, ranges_overlap, split_keys
+from .snapshot import build_snapshot_data
+
+__all__ = ['PeerLifecycle']
+
+_log = logging.getLogger(__name__)
+_STORE_IDENT = meta_key("store_ident")
+# Messages that may create a peer for a region this store does not know.
+_CREATING_MSGS = frozenset(
+    {
+        MessageType.MsgAppend,
+        MessageType.MsgHeartbeat,
+        MessageType.MsgSnapshot,
+        MessageType.MsgRequestVote,
+        MessageType.MsgRequestPreVote,
+    }
+)
+
+
+class PeerLifecycle(Outbox):
+    """Creating, recovering and destroying the peers of this store."""
+
+    def bootstrap(self, cluster_id: int, store_ids: list[int], initial_regions: int) -> None:
+        """First start of a brand-new cluster: write the store ident and the initial regions
+        (evenly split key ranges, one peer on each initial store), each starting at log index
+        `RAFT_INIT_LOG_INDEX`. Every initial store derives the same regions. A store that
+        already holds data is left as it is."""
+        if self.engine.get(CF_META, _STORE_IDENT) is not None:
+            self.open(cluster_id)
+            return
+        assert self.store_id in store_ids
+        wb = WriteBatch()
+        keys = [b"", *split_keys(initial_regions), b""]
+        init = RAFT_INIT_LOG_INDEX
+        for i in range(initial_regions):
+            rid = i + 1
+            region = new_region(
+                rid, keys[i], keys[i + 1], [(initial_peer_id(rid, s), s) for s in store_ids]
+            )
+            wb.put(
+                CF_RAFT_STATE,
+                region_state_key(rid),
+                RegionLocalState(region=region).SerializeToString(),
+            )
+            snap = Snapshot(metadata=SnapshotMetadata(index=init, term=init))
+            snap.metadata.conf_state.voters.extend(p.id for p in region.peers)
+            RegionStorage(self.engine, rid).apply_snapshot(wb, snap)
+            state = RaftApplyState(applied_index=init, applied_term=init)
+            wb.put(CF_APPLY_STATE, apply_state_key(rid), state.SerializeToString())
+        wb.put(CF_META, _STORE_IDENT, f"{cluster_id}:{self.store_id}".encode())
+        self.engine.write(wb, sync=True)
+        wb.run_commit_hooks()
+        self.open(cluster_id)
+
+    def join(self, cluster_id: int) -> None:
+        """First start of a store joining a running cluster: it holds no region until the
+        admin API adds replicas here (they arrive by snapshot). Opens if data exists."""
+        if self.engine.get(CF_META, _STORE_IDENT) is None:
+            wb = WriteBatch()
+            wb.put(CF_META, _STORE_IDENT, f"{cluster_id}:{self.store_id}".encode())
+            self.engine.write(wb, sync=True)
+        self.open(cluster_id)
+
+    def open(self, cluster_id: int) -> None:
+        """Recover every region from the engine."""
+        ident = self.engine.get(CF_META, _STORE_IDENT)
+        if ident is None:
+            raise StoreError("the data dir holds no store (bootstrap first)")
+        want = f"{cluster_id}:{self.store_id}".encode()
+        if ident != want:
+            raise StoreError(
+                f"the data dir belongs to cluster:store {ident.decode()}, not {want.decode()}"
+            )
+        for key, value in self.engine.scan(CF_RAFT_STATE):
+            region_id, kind = decode_raft_state_key(key)
+            if kind != REGION_STATE:
+                continue
+            state = RegionLocalState.FromString(value)
+            if state.state == Tombstone:
+                self.tombstones[region_id] = state.region
+            else:
+                self._open_peer(state.region)
+
+    def _open_peer(self, region: Region) -> Peer:
+        storage = RegionStorage(
+            self.engine,
+            region.id,
+            snapshot_builder=lambda req, to: self._build_snapshot(region.id, req),
+        )
+        raw = self.engine.get(CF_APPLY_STATE, apply_state_key(region.id))
+        applied = RaftApplyState.FromString(raw) if raw is not None else RaftApplyState()
+        me = next(p for p in region.peers if p.store_id == self.store_id)
+        c = self.config
+        cfg = Config(
+            id=me.id,
+            election_tick=c.election_ticks,
+            heartbeat_tick=c.heartbeat_ticks,
+            check_quorum=c.check_quorum,
+            pre_vote=c.pre_vote,
+            applied=applied.applied_index,
+            max_size_per_msg=c.max_size_per_msg,
+            max_inflight_msgs=c.max_inflight_msgs,
+            read_only_option=ReadOnlyOption.LeaseBased if c.lease_reads else ReadOnlyOption.Safe,
+            skip_bcast_commit=c.skip_bcast_commit,
+        )
+        if region.region_epoch.version:
+            cs = conf_state_from_region(region)
+            have = storage.conf_state()
+            if set(cs.voters) != set(have.voters) or set(cs.learners) != set(have.learners):
+                # A crash between an applied conf change and its raft conf state: repair.
+                wb = WriteBatch()
+                storage.set_conf_state(wb, cs)
+                self.engine.write(wb, sync=True)
+                wb.run_commit_hooks()
+        node = RawNode(cfg, storage, rng=SplitMix64(self.rng.getrandbits(64)))
+        peer = Peer(
+            self.store_id,
+            region,
+            node,
+            storage,
+            applied.applied_index,
+            applied.applied_term,
+            self.engine,
+        )
+        peer.dedupe.window = c.dedupe_window
+        self.peers[region.id] = peer
+        self._dirty.add(region.id)
+        self._awake.add(region.id)
+        for p in region.peers:
+            if p.store_id != self.store_id:
+                self._last_heard.setdefault(p.store_id, 0)
+        return peer
+
+    def _maybe_create_peer(self, m: RaftMessage) -> Peer | None:
+        """An uninitialized replica for a message to a region this store does not know, if the
+        message may create one and its range overlaps no region here (TiKV's rules)."""
+        if (
+            m.message.msg_type not in _CREATING_MSGS
+            or m.HasField("extra_msg")
+            and m.extra_msg.type != MsgNone
+        ):
+            return None
+        dead = self.tombstones.get(m.region_id)
+        if dead is not None and m.region_epoch.conf_ver <= dead.region_epoch.conf_ver:
+            return None
+        for other in self.peers.values():
+            if ranges_overlap(m.start_key, m.end_key, other.region.start_key, other.region.end_key):
+                return None
+        region = Region(id=m.region_id, start_key=m.start_key, end_key=m.end_key)
+        region.peers.add().CopyFrom(m.to_peer)
+        # Written now so that the votes this replica casts are never forgotten by a restart.
+        wb = WriteBatch()
+        wb.put(
+            CF_RAFT_STATE,
+            region_state_key(region.id),
+            RegionLocalState(region=region).SerializeToString(),
+        )
+        self.engine.write(wb, sync=False)
+        self.tombstones.pop(region.id, None)
+        self.stats.peers_created += 1
+        _log.info("store %d: created peer %d of region %d", self.store_id, m.to_peer.id, region.id)
+        return self._open_peer(region)
+
+    def _destroy_peer(self, peer: Peer) -> None:
+        """Remove this replica for good: its raft state, log, data and apply state are deleted
+        in the round's batch (after the region's earlier writes: rounds commit in order); a
+        tombstone record keeps stale messages from recreating it."""
+        rid = peer.region.id
+        wb = self.batcher.batch
+        peer.storage.destroy(wb)
+        if peer.initialized:
+            region = peer.region
+            wb.delete_range(CF_KV, region.start_key, region.end_key or None)
+            lo, hi = dedupe_bounds(rid)
+            wb.delete_range(CF_APPLY_STATE, lo, hi)
+        wb.delete(CF_APPLY_STATE, apply_state_key(rid))
+        state = RegionLocalState(state=Tombstone, region=peer.region)
+        wb.put(CF_RAFT_STATE, region_state_key(rid), state.SerializeToString())
+        peer.fail_all(RegionNotFound(rid))
+        del self.peers[rid]
+        self._awake.discard(rid)
+        self._dirty.discard(rid)
+        self.tombstones[rid] = peer.region
+        self.stats.peers_destroyed += 1
+        _log.info("store %d: destroyed peer %d of region %d", self.store_id, peer.meta.id, rid)
+
+    def _build_snapshot(self, region_id: int, request_index: int) -> Snapshot:
+        """The raft snapshot of a region at its applied index: called by raft on the leader
+        when a follower needs one. The engine holds the applied state of the rounds already
+        committed; the writes of applied rounds still in flight (or in the open round) come
+        from the store's overlays, so the data is exactly the state at the applied index,
+        and the region and conf state in memory are those of that index."""
+        peer = self.peers[region_id]
+        if peer.applied_index < request_index:
+            raise SnapshotTemporarilyUnavailable()
+        data = build_snapshot_data(
+            self.engine, peer.region, self._unwritten, peer.dedupe.unwritten_records()
+        )
+        snap = Snapshot(data=data)
+        meta = snap.metadata
+        meta.index, meta.term = peer.applied_index, peer.applied_term
+        meta.conf_state.CopyFrom(peer.storage.conf_state())
+        return snap

@@ -1,0 +1,171 @@
+"""Inbound raft traffic of a store: frames from other stores decoded and routed to the peers'
+raw nodes, after the checks TiKV's store makes (right store, known peer or one a message may
+create, stale or removed peers, tombstones, snapshots that fit)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from multiraft.proto.serverpb_pb2 import BatchRaftMessage, MsgNone, RaftMessage
+from multiraft.raft import Error, MessageType
+from router.codec import RAFT, FrameDecoder, FrameError
+
+from .hibernate import Hibernation
+from .peer import Peer
+from .region import find_peer, ranges_overlap
+from .snapshot import SnapshotDecodeError, decode_snapshot_data
+
+__all__ = ['Inbound']
+
+_log = logging.getLogger(__name__)
+# Protobuf enum attribute lookups are slow (~2 µs): the hot paths use these constants.
+_MSG_SNAPSHOT: Final = MessageType.MsgSnapshot
+_MSG_HEARTBEAT: Final = MessageType.MsgHeartbeat
+_MSG_HEARTBEAT_RESPONSE: Final = MessageType.MsgHeartbeatResponse
+
+
+class Inbound(Hibernation):
+    """The inbound half of the store's messages."""
+
+    def on_frame(self, from_store: int, data: bytes) -> None:
+        """Bytes from another store's connection (the simulator delivers whole frames)."""
+        dec = self._decoders.get(from_store)
+        if dec is None:
+            dec = self._decoders[from_store] = FrameDecoder()
+        try:
+            frames = dec.feed(data)
+        except FrameError as e:
+            self.stats.bad_frames += 1
+            _log.warning("store %d: bad frame from store %d: %s", self.store_id, from_store, e)
+            self._decoders.pop(from_store, None)
+            return
+        for kind, frame in frames:
+            if kind == RAFT:
+                assert isinstance(frame, BatchRaftMessage)
+                self.on_batch(from_store, frame)
+
+    def on_batch(self, from_store: int, batch: BatchRaftMessage) -> None:
+        """A decoded frame from another store (the transport decodes; the simulator hands
+        bytes to `on_frame`). Any frame, even an empty one, is a store heartbeat."""
+        self._last_heard[from_store] = self.lanes.clock
+        self._suspected.discard(from_store)
+        for m in batch.msgs:
+            self.on_raft_message(m)
+
+    def on_raft_message(self, m: RaftMessage) -> None:
+        self.stats.raft_messages_received += 1
+        rid = m.region_id
+        peer = self.peers.get(rid)
+        if m.to_peer.store_id != self.store_id:
+            self.stats.dropped_messages += 1
+            return
+        if m.is_tombstone:
+            self._on_tombstone(peer, m)
+            return
+        if peer is None:
+            peer = self._maybe_create_peer(m)
+            if peer is None:
+                self.stats.dropped_messages += 1
+                return
+        elif m.to_peer.id != peer.meta.id:
+            # Another replica of this region on this store: if the sender's configuration is
+            # newer, ours was removed and replaced; it is gone for good.
+            if (
+                m.to_peer.id > peer.meta.id
+                and m.region_epoch.conf_ver > peer.region.region_epoch.conf_ver
+            ):
+                self._destroy_peer(peer)
+            self.stats.dropped_messages += 1
+            return
+        sender = m.from_peer
+        if peer.find_peer(sender.id) is None:
+            ours = peer.region.region_epoch
+            if peer.initialized and m.region_epoch.conf_ver <= ours.conf_ver:
+                # A message from a peer the region does not have: it was removed (ids are never
+                # reused). Tell it, if it knows itself to be a member of an older configuration.
+                self.stats.dropped_messages += 1
+                if 0 < m.region_epoch.conf_ver < ours.conf_ver:
+                    self._send_tombstone(peer, sender)
+                return
+            peer.peer_cache[sender.id] = sender
+        if m.HasField("extra_msg") and m.extra_msg.type != MsgNone:
+            self._on_extra(peer, m)
+            return
+        msg = m.message
+        mt = msg.msg_type
+        by_type = self.stats.received_by_type
+        by_type[mt] = by_type.get(mt, 0) + 1
+        if mt == _MSG_SNAPSHOT and not self._check_snapshot(peer, m):
+            self.stats.snapshots_rejected += 1
+            return
+        if mt != _MSG_HEARTBEAT and mt != _MSG_HEARTBEAT_RESPONSE:
+            # Traffic other than heartbeats is activity: the region wakes up. A hibernated
+            # follower does not need heartbeats to notice a dead leader: store-level liveness
+            # wakes it when the leader's store goes silent.
+            self._wake(rid)
+        try:
+            peer.node.step(msg)
+        except Error as e:
+            self.stats.dropped_messages += 1
+            _log.debug("region %d: dropped %s: %s", rid, msg.msg_type, e)
+        self._dirty.add(rid)
+
+    def on_snapshot(self, from_store: int, header: bytes, data: bytes) -> None:
+        """A snapshot received on the snapshot connection: `header` is the RaftMessage with
+        the snapshot's data left out, `data` the data."""
+        try:
+            m = RaftMessage.FromString(header)
+        except Exception:  # protobuf raises DecodeError and others on garbage
+            self.stats.snapshots_rejected += 1
+            return
+        m.message.snapshot.data = data
+        self.on_raft_message(m)
+
+    def report_unreachable(self, store_id: int) -> None:
+        """The transport could not deliver to `store_id`: raft stops pipelining to its peers
+        (probe state) until they answer again."""
+        self.stats.unreachable_reports += 1
+        for rid in self._awake:
+            peer = self.peers[rid]
+            if not peer.is_leader():
+                continue
+            for p in peer.region.peers:
+                if p.store_id == store_id:
+                    peer.node.report_unreachable(p.id)
+
+    def _check_snapshot(self, peer: Peer, m: RaftMessage) -> bool:
+        """A snapshot may be applied only if it is a region snapshot naming this replica whose
+        range overlaps no other region of this store (TiKV's check before stepping it)."""
+        try:
+            snap = decode_snapshot_data(m.message.snapshot.data)
+        except SnapshotDecodeError as e:
+            _log.warning(
+                "region %d: bad snapshot from store %d: %s", m.region_id, m.from_peer.store_id, e
+            )
+            return False
+        region = snap.region
+        if region.id != peer.region.id or find_peer(region, peer.meta.id) is None:
+            return False
+        for other in self.peers.values():
+            if (
+                other is not peer
+                and other.initialized
+                and ranges_overlap(
+                    region.start_key, region.end_key, other.region.start_key, other.region.end_key
+                )
+            ):
+                _log.info(
+                    "region %d: snapshot overlaps region %d here; dropped",
+                    region.id,
+                    other.region.id,
+                )
+                return False
+        return True
+
+    def _on_tombstone(self, peer: Peer | None, m: RaftMessage) -> None:
+        if peer is None or peer.meta.id != m.to_peer.id:
+            return
+        if peer.initialized and m.region_epoch.conf_ver <= peer.region.region_epoch.conf_ver:
+            return
+        self._destroy_peer(peer)
