@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -242,6 +243,17 @@ class RawNode(Generic[S]):
         m = Message(msg_type=MessageType.MsgPropose)
         m.entries.add(entry_type=ty, data=cc.SerializeToString(), context=context)
         self.raft.step(m)
+
+    def propose_batch(self, datas: Sequence[bytes]) -> int:
+        """Propose several normal entries in one step (one MsgPropose); returns the index of
+        the first one (the others follow it). Raises `ProposalDropped`."""
+        m = Message(msg_type=MessageType.MsgPropose, from_=self.raft.id)
+        add = m.entries.add
+        for data in datas:
+            add(data=data)
+        raft = self.raft
+        raft.step(m)
+        return raft.raft_log.last_index() - len(datas) + 1
 
     def apply_conf_change(self, cc: ConfChange | ConfChangeV2) -> ConfState:
         """Apply a committed conf change entry; returns the new configuration."""
@@ -502,6 +514,65 @@ class RawNode(Generic[S]):
 
     def status(self) -> Status:
         return Status.new(self.raft)
+
+    # Cheap views of the state machine for a host that drives many nodes (a multi-raft
+    # store), so it need not reach into `raft`; `status()` copies far more.
+
+    def role(self) -> StateRole:
+        return self.raft.state
+
+    def is_leader(self) -> bool:
+        return self.raft.state == StateRole.Leader
+
+    def term(self) -> int:
+        return self.raft.term
+
+    def leader_id(self) -> int:
+        """The leader this node knows of (`INVALID_ID` if none)."""
+        return self.raft.leader_id
+
+    def last_index(self) -> int:
+        return self.raft.raft_log.last_index()
+
+    def commit_index(self) -> int:
+        return self.raft.raft_log.committed
+
+    def has_pending_conf(self) -> bool:
+        """A conf change is in the log and not applied yet."""
+        return self.raft.has_pending_conf()
+
+    def is_transferring_leader(self) -> bool:
+        return self.raft.lead_transferee is not None
+
+    def commit_to_current_term(self) -> bool:
+        """The leader committed an entry of its term (before that, its commit index may be
+        stale and read index requests are dropped)."""
+        return self.raft.commit_to_current_term()
+
+    def matched_indexes(self) -> dict[int, int]:
+        """Leader: the matched index of every peer but itself (the tracker's view)."""
+        me = self.raft.id
+        return {id: pr.matched for id, pr in self.raft.prs.progress.items() if id != me}
+
+    def is_quiescent(self) -> bool:
+        """Leader with nothing in flight: every entry committed, persisted, applied and
+        matched by every other peer; no leader transfer or read index pending. (TiKV's
+        checks before a region may hibernate.)"""
+        raft = self.raft
+        if raft.state != StateRole.Leader:
+            return False
+        log = raft.raft_log
+        last = log.last_index()
+        if log.applied != last or log.committed != last or log.persisted != last:
+            return False
+        if raft.lead_transferee is not None or raft.read_only.pending_read_count():
+            return False
+        return all(pr.matched == last for id, pr in raft.prs.progress.items() if id != raft.id)
+
+    def reset_election_elapsed(self) -> None:
+        """Restart the election timer (a host that stopped ticking this node — hibernation —
+        gives its peers a whole timeout to answer before check-quorum counts them)."""
+        self.raft.election_elapsed = 0
 
     def snap(self) -> Snapshot | None:
         return self.raft.snap()

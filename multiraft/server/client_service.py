@@ -32,7 +32,6 @@ from multiraft.client.protocol import (
     encode_frame,
 )
 from multiraft.proto.serverpb_pb2 import Region, RegionEpoch
-from multiraft.store.kv import Applied, CasFailed
 from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
 from multiraft.store.errors import (
     EpochNotMatch,
@@ -42,6 +41,7 @@ from multiraft.store.errors import (
     ServerBusy,
     StoreError,
 )
+from multiraft.store.kv import Applied, CasFailed
 from multiraft.store.store import Store
 
 __all__ = ["ClientService", "StoreAddrs", "ResponseFault"]

@@ -77,7 +77,7 @@ class Hibernation(PeerLifecycle):
             self._awake.add(rid)
             if peer.is_leader():
                 # Give the followers a full election timeout to answer before check_quorum.
-                peer.node.raft.election_elapsed = 0
+                peer.node.reset_election_elapsed()
         self._dirty.add(rid)
 
     def _wake_regions_led_from(self, store: int) -> None:
@@ -91,26 +91,24 @@ class Hibernation(PeerLifecycle):
                 self._wake(rid)
 
     def _ask_to_hibernate(self, peer: Peer) -> None:
-        raft = peer.node.raft
-        peer.hibernate_votes = {raft.id}
-        extra = ExtraMessage(
-            type=MsgHibernateRequest, index=raft.raft_log.last_index(), term=raft.term
-        )
+        node = peer.node
+        peer.hibernate_votes = {peer.meta.id}
+        extra = ExtraMessage(type=MsgHibernateRequest, index=node.last_index(), term=node.term())
         for p in peer.region.peers:
             if p.id != peer.meta.id:
                 self._send_extra(peer, p, extra)
 
     def _on_extra(self, peer: Peer, m: RaftMessage) -> None:
         extra = m.extra_msg
-        raft = peer.node.raft
+        node = peer.node
         rid = peer.region.id
         if extra.type == MsgHibernateRequest:
             agree = (
-                raft.state == StateRole.Follower
-                and raft.leader_id == m.from_peer.id
-                and raft.term == extra.term
-                and raft.raft_log.last_index() == extra.index
-                and raft.raft_log.committed == extra.index
+                node.role() == StateRole.Follower
+                and node.leader_id() == m.from_peer.id
+                and node.term() == extra.term
+                and node.last_index() == extra.index
+                and node.commit_index() == extra.index
                 and not peer.has_waiting_work()
             )
             reply = ExtraMessage(
@@ -123,8 +121,8 @@ class Hibernation(PeerLifecycle):
             if (
                 not extra.agree
                 or not peer.hibernate_votes
-                or extra.term != raft.term
-                or extra.index != raft.raft_log.last_index()
+                or extra.term != node.term()
+                or extra.index != node.last_index()
                 or not peer.can_hibernate()
             ):
                 return

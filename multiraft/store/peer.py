@@ -14,7 +14,7 @@ from multiraft.engine import RegionStorage
 from multiraft.engine.engine import ReadView
 from multiraft.proto.serverpb_pb2 import Peer as PeerMeta
 from multiraft.proto.serverpb_pb2 import Region
-from multiraft.raft import Entry, Message, MessageType, ProposalDropped, RawNode, Ready, StateRole
+from multiraft.raft import Entry, MessageType, ProposalDropped, RawNode, Ready, StateRole
 
 from .dedupe import DedupeTable
 from .errors import NotLeader, StaleCommand, StoreError
@@ -38,7 +38,7 @@ class _Proposal:
 
 class Peer:
     """Invariant: every key of `proposals` is an index of this leader's log in `term`.
-    Invariant: `applied_index <= node.raft.raft_log.committed`."""
+    Invariant: `applied_index <= node.commit_index()`."""
 
     __slots__ = (
         "store_id",
@@ -133,10 +133,10 @@ class Peer:
         return self.peer_cache.get(peer_id)
 
     def is_leader(self) -> bool:
-        return self.node.raft.state == _LEADER
+        return self.node.is_leader()
 
     def leader_meta(self) -> PeerMeta | None:
-        lid = self.node.raft.leader_id
+        lid = self.node.leader_id()
         return self.find_peer(lid) if lid else None
 
     def not_leader(self) -> NotLeader:
@@ -188,16 +188,7 @@ class Peer:
     def can_hibernate(self) -> bool:
         """A leader may put the region to sleep when every follower has its whole log, it
         applied everything, and nothing is pending (TiKV's hibernate-region checks)."""
-        raft = self.node.raft
-        if raft.state != StateRole.Leader or self.has_waiting_work():
-            return False
-        log = raft.raft_log
-        last = log.last_index()
-        if log.applied != last or log.committed != last or log.persisted != last:
-            return False
-        if raft.lead_transferee is not None or raft.read_only.pending_read_count():
-            return False
-        return all(pr.matched == last for id, pr in raft.prs.progress.items() if id != raft.id)
+        return not self.has_waiting_work() and self.node.is_quiescent()
 
     def track_proposal(self, index: int, term: int, callback: Callback, *, conf_change: bool = False) -> None:
         self.proposals[index] = _Proposal(term, callback, conf_change)
@@ -210,23 +201,19 @@ class Peer:
         round's reads."""
         if self._to_propose:
             batch, self._to_propose = self._to_propose, []
-            m = Message(msg_type=_MSG_PROPOSE, from_=self.meta.id)
-            for data, _ in batch:
-                m.entries.add(data=data)
-            raft = self.node.raft
+            node = self.node
             try:
-                raft.step(m)
+                first = node.propose_batch([data for data, _ in batch])
             except ProposalDropped as e:
                 for _, cb in batch:
                     cb(None, StaleCommand(f"region {self.region.id}: {e}"))
             else:
-                last = raft.raft_log.last_index()
-                first = last - len(batch) + 1
+                term = node.term()
                 for i, (_, cb) in enumerate(batch):
-                    self.proposals[first + i] = _Proposal(raft.term, cb)
+                    self.proposals[first + i] = _Proposal(term, cb)
         # Reads wait until the leader committed an entry of its term: before that its commit
         # index may be stale and raft drops the request (etcd-io/etcd#7331).
-        if self._to_read and self.is_leader() and self.node.raft.commit_to_current_term():
+        if self._to_read and self.is_leader() and self.node.commit_to_current_term():
             reads, self._to_read = self._to_read, []
             ctx = self._next_read_ctx.to_bytes(8, "big")
             self._next_read_ctx += 1

@@ -22,7 +22,7 @@ import logging
 from typing import Any, Final
 
 from multiraft.proto.serverpb_pb2 import Learner, Region, RegionEpoch
-from multiraft.raft import MessageType, ProposalDropped, Ready, StateRole
+from multiraft.raft import MessageType, ProposalDropped, Ready
 
 from .apply import ApplyLoop
 from .base import MAX_SAMPLES, RAFT_INIT_LOG_INDEX, StoreConfig, StoreStats, initial_peer_id
@@ -168,10 +168,10 @@ class Store(ApplyLoop):
             raise RegionNotFound(region_id)
         if not peer.is_leader():
             raise peer.not_leader()
-        raft = peer.node.raft
-        if raft.has_pending_conf() or peer.has_pending_conf_change():
+        node = peer.node
+        if node.has_pending_conf() or peer.has_pending_conf_change():
             raise RegionBusy(f"region {region_id}: a membership change is in progress")
-        if raft.lead_transferee is not None:
+        if node.is_transferring_leader():
             raise RegionBusy(f"region {region_id}: a leader transfer is in progress")
         new_id = 0 if op == REMOVE else self.ids.next_id()
         cc = plan_conf_change(peer.region, op, store_id, peer.meta.id, new_id)
@@ -179,7 +179,7 @@ class Store(ApplyLoop):
             peer.node.propose_conf_change(b"", cc)
         except ProposalDropped as e:
             raise StaleCommand(f"region {region_id}: {e}") from e
-        peer.track_proposal(raft.raft_log.last_index(), raft.term, callback, conf_change=True)
+        peer.track_proposal(node.last_index(), node.term(), callback, conf_change=True)
         self.stats.conf_changes += 1
         self._wake(region_id)
 
@@ -262,7 +262,7 @@ class Store(ApplyLoop):
                     self._dirty.add(peer.region.id)
 
     def leaders(self) -> int:
-        return sum(1 for p in self.peers.values() if p.node.raft.state == StateRole.Leader)
+        return sum(1 for p in self.peers.values() if p.node.is_leader())
 
     def stop(self, err: StoreError) -> None:
         """Fail everything that waits on this store (it is going away)."""

@@ -18,9 +18,9 @@ from typing import Any
 from batching import Batcher
 from multiraft.engine import MemoryEngine
 from multiraft.proto.serverpb_pb2 import Region
-from multiraft.store.kv import Applied, CasFailed
 from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
 from multiraft.store.errors import NotLeader, RegionBusy, StaleCommand, StoreError, Timeout
+from multiraft.store.kv import Applied, CasFailed
 from multiraft.store.region import key_in_region
 from multiraft.store.store import Store, StoreConfig
 
@@ -333,7 +333,7 @@ class SimCluster:
         for sid, store in self.stores.items():
             peer = store.peers.get(region_id)
             if peer is not None and peer.is_leader():
-                term = peer.node.raft.term
+                term = peer.node.term()
                 if best is None or term > best[0]:
                     best = (term, sid)
         return best[1] if best else None

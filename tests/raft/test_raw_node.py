@@ -356,3 +356,24 @@ def test_bootstrap_peers_with_conf_change_entries() -> None:
     assert [e.index for e in light.committed_entries] == [1, 2]
     assert sorted(node.raft.prs.conf.voters.ids()) == [1, 2]
     assert NO_LIMIT > 0 and isinstance(Entry(), Entry)
+
+
+def test_host_views_and_batch_propose() -> None:
+    """The cheap views a multi-raft host reads instead of reaching into `raft`, and a batch
+    of proposals in one step that returns the index of the first."""
+    n = _bootstrapped(1, [1, 2])
+    assert not n.is_leader() and n.role() == StateRole.Follower and n.leader_id() == 0
+    n.campaign()
+    n.step(new_message(2, 1, MT.MsgRequestVoteResponse))
+    assert n.is_leader() and n.role() == StateRole.Leader and n.leader_id() == 1
+    assert n.term() == n.raft.term and n.last_index() == 2  # the snapshot's 1, the empty entry
+    first = n.propose_batch([b"a", b"b", b"c"])
+    assert first == 3 and n.last_index() == 5
+    assert [e.data for e in n.raft.raft_log.unstable.entries[-3:]] == [b"a", b"b", b"c"]
+    assert n.commit_index() == 1 and not n.commit_to_current_term()
+    assert n.matched_indexes() == {2: 0}
+    assert not n.is_quiescent()  # nothing is replicated yet
+    assert not n.has_pending_conf() and not n.is_transferring_leader()
+    n.raft.election_elapsed = 3
+    n.reset_election_elapsed()
+    assert n.raft.election_elapsed == 0

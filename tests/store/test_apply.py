@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from multiraft.engine import CF_KV, MemoryEngine, WriteBatch
+from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
 from multiraft.store.dedupe import DedupeTable
 from multiraft.store.kv import Applied, CasFailed, KvApplier
-from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
 
 
 def _cmd(*ops: Op, rid: bytes = b"") -> Command:
