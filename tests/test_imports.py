@@ -81,7 +81,8 @@ ConfigInvalid RequestSnapshotDropped StorageError Compacted Unavailable Snapshot
 SnapshotTemporarilyUnavailable LogTemporarilyUnavailable INVALID_ID INVALID_INDEX NO_LIMIT
 is_empty_snap quorum vote_resp_msg_type Message MessageType Entry EntryType HardState ConfState
 Snapshot SnapshotMetadata ConfChange ConfChangeType ConfChangeSingle ConfChangeV2
-ConfChangeTransition
+ConfChangeTransition Changer MapChange CAMPAIGN_ELECTION CAMPAIGN_PRE_ELECTION CAMPAIGN_TRANSFER
+GetEntriesContext JointConfig MajorityConfig LightReady majority default_logger StatusRef
 """.split()
 
 

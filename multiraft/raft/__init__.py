@@ -2,9 +2,15 @@
 
 Sans-I/O and deterministic: time is `RawNode.tick()`, randomness an injected generator, output
 a numbered `Ready`. Imports only the standard library and `multiraft.proto`.
+
+The modules follow raft-rs's source files (`raft.py`, `raw_node.py`, `quorum/`, ...); the crate's
+public paths (`raft::storage::MemStorage`, `raft::prelude`, `raft::quorum(n)`) are the top-level
+`multiraft` package's. Here `quorum` is the package of majority and joint configurations
+(raft-rs's private `quorum` module), not the crate's function `quorum(total)`.
 """
 
 from . import eraftpb, quorum
+from .confchange import Changer, MapChange
 from .config import Config
 from .eraftpb import (
     ConfChange,
@@ -48,11 +54,12 @@ from .raft import (
     SoftState,
     SplitMix64,
     StateRole,
+    default_logger,
 )
 from .raft_log import RaftLog
 from .raw_node import LightReady, Peer, RawNode, Ready, SnapshotStatus
 from .read_only import ReadOnlyOption, ReadState
-from .status import Status
+from .status import Status, StatusRef
 from .storage import GetEntriesContext, MemStorage, MemStorageCore, RaftState, Storage
 from .tracker import Inflights, Progress, ProgressState, ProgressTracker
 from .util import (
@@ -72,6 +79,8 @@ ProgressSet = ProgressTracker
 __all__ = [
     "eraftpb",
     "quorum",
+    "Changer",
+    "MapChange",
     "Config",
     "ConfChange",
     "ConfChangeSingle",
@@ -112,6 +121,7 @@ __all__ = [
     "CAMPAIGN_ELECTION",
     "CAMPAIGN_PRE_ELECTION",
     "CAMPAIGN_TRANSFER",
+    "default_logger",
     "RaftLog",
     "RawNode",
     "Ready",
@@ -121,6 +131,7 @@ __all__ = [
     "ReadOnlyOption",
     "ReadState",
     "Status",
+    "StatusRef",
     "Storage",
     "MemStorage",
     "MemStorageCore",

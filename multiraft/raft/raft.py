@@ -54,6 +54,7 @@ __all__ = [
     "CAMPAIGN_PRE_ELECTION",
     "CAMPAIGN_ELECTION",
     "CAMPAIGN_TRANSFER",
+    "default_logger",
     "new_message",
 ]
 
@@ -139,6 +140,13 @@ class SplitMix64:
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
         z ^= z >> 31
         return start + z % (stop - start)
+
+
+def default_logger() -> logging.Logger:
+    """The logger the core falls back to when a constructor is given none (raft-rs
+    `default_logger()`, an slog root over the `log` crate): the standard library's
+    `multiraft.raft.raft` logger, configured with `logging` as usual."""
+    return logging.getLogger(__name__)
 
 
 class _RaftLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -278,7 +286,7 @@ class Raft(Generic[S]):
         # Messages to send, drained by RawNode.ready().
         self.msgs: list[Message] = []
         self.rng: Rng = rng if rng is not None else SplitMix64(c.id)
-        self.logger = _RaftLogger(logger or logging.getLogger(__name__), self)
+        self.logger = _RaftLogger(logger or default_logger(), self)
 
         restore(self.prs, self.raft_log.last_index(), conf_state)
         new_cs = self.post_conf_change()

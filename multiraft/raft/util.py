@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Set
 from typing import TypeVar
 
-from .eraftpb import Entry, MessageType, Snapshot
+from .eraftpb import Entry, Message, MessageType, Snapshot
 
 __all__ = [
     "NO_LIMIT",
@@ -12,11 +13,15 @@ __all__ = [
     "INVALID_INDEX",
     "limit_size",
     "entry_size",
+    "entry_approximate_size",
+    "is_continuous_ents",
     "is_empty_snap",
     "is_local_msg",
     "is_response_msg",
     "vote_resp_msg_type",
     "majority",
+    "quorum",
+    "Union",
 ]
 
 # A constant represents invalid id of raft.
@@ -59,6 +64,19 @@ def limit_size(entries: list[T], max_size: int | None) -> None:
         if i > 0 and size > max_size:
             del entries[i:]
             return
+
+
+def entry_approximate_size(e: Entry) -> int:
+    """An upper estimate of an entry's encoded size without encoding it: its payloads plus 12
+    bytes of tags and small varints (raft-rs's constant)."""
+    return len(e.data) + len(e.context) + 12
+
+
+def is_continuous_ents(msg: Message, ents: list[Entry]) -> bool:
+    """Whether `ents` start right after the last entry of `msg` (true if either is empty)."""
+    if msg.entries and ents:
+        return msg.entries[-1].index + 1 == ents[0].index
+    return True
 
 
 def is_empty_snap(s: Snapshot) -> bool:
@@ -110,3 +128,43 @@ def majority(total: int) -> int:
     """The size of a majority of `total` voters."""
     return total // 2 + 1
 
+
+def quorum(total: int) -> int:
+    """Calculate the quorum of a Raft cluster with the specified total nodes (raft-rs's name
+    before 0.6; `majority` since)."""
+    return majority(total)
+
+
+class Union:
+    """Queries over two id sets at once without building their union (raft-rs `util::Union`;
+    the second set is usually empty)."""
+
+    __slots__ = ("first", "second")
+
+    def __init__(self, first: Set[int], second: Set[int]) -> None:
+        self.first = first
+        self.second = second
+
+    def contains(self, id: int) -> bool:
+        """Whether `id` is in either set."""
+        return id in self.first or id in self.second
+
+    __contains__ = contains
+
+    def iter(self) -> Iterator[int]:
+        """The distinct ids of both sets."""
+        yield from self.first
+        for id in self.second:
+            if id not in self.first:
+                yield id
+
+    __iter__ = iter
+
+    def is_empty(self) -> bool:
+        return not self.first and not self.second
+
+    def len(self) -> int:
+        """The number of distinct ids, O(len(second))."""
+        return len(self.first) + sum(1 for id in self.second if id not in self.first)
+
+    __len__ = len
