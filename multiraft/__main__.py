@@ -7,7 +7,13 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from multiraft import __version__
+
     parser = argparse.ArgumentParser(prog="multiraft", description="A multi-raft storage node.")
+    parser.add_argument(
+        "--version", action="version", version=f"multiraft {__version__}",
+        help="print the version and exit",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser(
         "example", help="drive a 3-node in-memory Raft group and print what each node applied"

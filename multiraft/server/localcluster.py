@@ -1,8 +1,11 @@
 """`LocalCluster`: real `multiraft server` child processes on this machine (127.0.0.1).
 
-Used by `multiraft playground`, the end-to-end tests and `bench/cluster.py`. Store `i` (1-based)
-listens on `base + 10*(i-1)` (client), `+1` (peer) and `+2` (admin); each child's output goes to
-`<data_dir>/store-<i>.log`. `close()` stops every child: SIGTERM, then SIGKILL after a timeout.
+Used by `multiraft playground`, the end-to-end tests and `bench/cluster.py`. Store `i` (1 to
+10) listens on `base + i - 1` (client), `base + 10 + i - 1` (peer) and `base + 20 + i - 1`
+(admin): with the default base 20160, store 1 has a bare `multiraft server`'s client and admin
+ports (20160, 20180), which `multiraft kv` and `multiraft ctl` use when given no address. Each
+child's output goes to `<data_dir>/store-<i>.log`. `close()` stops every child: SIGTERM, then
+SIGKILL after a timeout.
 """
 
 from __future__ import annotations
@@ -20,9 +23,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LocalCluster", "StoreProc", "free_base_port", "port_free"]
+__all__ = [
+    "LocalCluster", "StoreProc", "free_base_port", "port_free", "store_ports", "DEFAULT_BASE_PORT",
+    "MAX_STORES",
+]
 
-PORTS_PER_STORE = 10
+# Store 1 of a cluster at this base gets a bare server's client and admin ports.
+DEFAULT_BASE_PORT = 20160
+# Stores per cluster: each kind of port has a block of this many.
+MAX_STORES = 10
+
+
+def store_ports(base: int, store_id: int) -> tuple[int, int, int]:
+    """(client, peer, admin) ports of store `store_id` of a cluster at `base`."""
+    if not 1 <= store_id <= MAX_STORES:
+        raise ValueError(f"store ids of a local cluster are 1..{MAX_STORES}, got {store_id}")
+    i = store_id - 1
+    return base + i, base + MAX_STORES + i, base + 2 * MAX_STORES + i
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -36,12 +53,17 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def free_base_port(stores: int, start: int = 20160, attempts: int = 200) -> int:
-    """A base port such that the 3 ports of every store are free: `start` if possible, else
-    one above it (`start` + a multiple of 100), else ask the OS for a random one."""
+def free_base_port(
+    stores: int, start: int = DEFAULT_BASE_PORT, attempts: int = 200
+) -> int:
+    """A base port such that the 3 ports of stores 1..`stores` (`store_ports`) are free:
+    `start` if possible, else one above it (`start` + a multiple of 100), else ask the OS for
+    a random one."""
+    stores = min(stores, MAX_STORES)
+
     def ok(base: int) -> bool:
-        return base + PORTS_PER_STORE * stores < 65000 and all(
-            port_free(base + PORTS_PER_STORE * i + j) for i in range(stores) for j in range(3)
+        return base + 3 * MAX_STORES < 65000 and all(
+            port_free(p) for sid in range(1, stores + 1) for p in store_ports(base, sid)
         )
 
     for i in range(attempts):
@@ -106,13 +128,13 @@ class LocalCluster:
         self.initial_cluster = ",".join(f"{s.store_id}={s.peer_addr}" for s in self.stores.values())
 
     def _make(self, sid: int) -> StoreProc:
-        base = self.base_port + PORTS_PER_STORE * (sid - 1)
+        client, peer, admin = store_ports(self.base_port, sid)
         d = self.data_dir / f"store-{sid}"
         return StoreProc(
             sid,
-            f"127.0.0.1:{base}",
-            f"127.0.0.1:{base + 1}",
-            f"127.0.0.1:{base + 2}",
+            f"127.0.0.1:{client}",
+            f"127.0.0.1:{peer}",
+            f"127.0.0.1:{admin}",
             d,
             self.data_dir / f"store-{sid}.log",
         )

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .localcluster import LocalCluster
+from .localcluster import DEFAULT_BASE_PORT, LocalCluster
 
 __all__ = ["add_playground_parser", "run_playground"]
 
@@ -34,8 +34,9 @@ def add_playground_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="data dir (default: a temporary one)")
     p.add_argument(
         "--base-port", type=int, default=None,
-        help="store i listens on BASE+10*(i-1) (client), +1 (peer), +2 (admin); "
-        "default 20160 if free",
+        help="store i listens on BASE+i-1 (client), BASE+10+i-1 (peer), BASE+20+i-1 (admin); "
+        f"default {DEFAULT_BASE_PORT} if free (store 1 then answers on the addresses "
+        "`multiraft kv` and `multiraft ctl` use by default)",
     )
     p.add_argument("--base-tick-ms", type=int, default=None, help="raft base tick of the stores")
     p.add_argument(
@@ -108,13 +109,17 @@ def _print_banner(cluster: LocalCluster, leaders: dict[int, int], temp: bool) ->
     s1 = cluster.stores[1]
     clients = ",".join(cluster.client_addrs())
     other = 2 if cluster.n >= 2 else 1
+    # At the default ports, store 1 is where `multiraft kv` and `multiraft ctl` look first.
+    default = cluster.base_port == DEFAULT_BASE_PORT
+    kv = "multiraft kv" if default else f"multiraft kv --client {clients}"
+    ctl = "multiraft ctl" if default else f"multiraft ctl --admin {s1.admin_addr}"
     _say("\nTry:")
-    _say(f"  multiraft kv --client {clients} put hello world")
-    _say(f"  multiraft kv --client {clients} get hello")
-    _say(f"  multiraft kv --client {clients} scan '' '' --limit 10")
-    _say(f"  multiraft ctl --admin {s1.admin_addr} status")
-    _say(f"  multiraft ctl --admin {s1.admin_addr} regions")
-    _say(f"  multiraft ctl --admin {s1.admin_addr} transfer-leader 1 {other}")
+    _say(f"  {kv} put hello world")
+    _say(f"  {kv} get hello")
+    _say(f"  {kv} scan '' '' --limit 10")
+    _say(f"  {ctl} status")
+    _say(f"  {ctl} regions")
+    _say(f"  {ctl} transfer-leader 1 {other}")
     _say(f"  curl -s http://{s1.admin_addr}/metrics | grep multiraft_proposals")
     _say(f"\nLogs: {cluster.data_dir}/store-*.log.  Ctrl-C stops the cluster"
          + (" (and removes its temporary data dir)." if temp else "."))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from multiraft.server.localcluster import free_base_port
+from multiraft.server.localcluster import free_base_port, store_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,10 +53,10 @@ def test_invalid_config_exits_2_with_one_line(tmp_path: Path, args: list[str], m
 
 
 def test_data_dir_of_another_store_exits_2(tmp_path: Path) -> None:
-    base = free_base_port(1, start=41000)
+    client, peer, admin = store_ports(free_base_port(1, start=41000), 1)
     addrs = [
-        "--client-addr", f"127.0.0.1:{base}", "--peer-addr", f"127.0.0.1:{base + 1}",
-        "--admin-addr", f"127.0.0.1:{base + 2}",
+        "--client-addr", f"127.0.0.1:{client}", "--peer-addr", f"127.0.0.1:{peer}",
+        "--admin-addr", f"127.0.0.1:{admin}",
     ]
     data = ["--data-dir", str(tmp_path / "d")]
     # A store 1 writes its identity, and stops.
@@ -65,12 +65,12 @@ def test_data_dir_of_another_store_exits_2(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
     )
     try:
-        _wait_http(f"http://127.0.0.1:{base + 2}/health", proc)
+        _wait_http(f"http://127.0.0.1:{admin}/health", proc)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     assert proc.returncode == 0
-    for other in (["--store-id", "2", "--peer-addr", f"127.0.0.1:{base + 1}"], ["--cluster-id", "7"]):
+    for other in (["--store-id", "2", "--peer-addr", f"127.0.0.1:{peer}"], ["--cluster-id", "7"]):
         p = _server([*addrs, *data, *other], tmp_path)
         assert p.returncode == 2, p.stderr
         assert p.stderr.count("\n") == 1 and "belongs to" in p.stderr, p.stderr
@@ -117,17 +117,17 @@ def test_bare_server_is_a_single_store_node(tmp_path: Path) -> None:
 
 
 def test_json_logs(tmp_path: Path) -> None:
-    base = free_base_port(1, start=42000)
+    client, peer, admin = store_ports(free_base_port(1, start=42000), 1)
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "multiraft", "server", "--log-format", "json",
-            "--client-addr", f"127.0.0.1:{base}", "--peer-addr", f"127.0.0.1:{base + 1}",
-            "--admin-addr", f"127.0.0.1:{base + 2}", "--data-dir", str(tmp_path / "d"),
+            "--client-addr", f"127.0.0.1:{client}", "--peer-addr", f"127.0.0.1:{peer}",
+            "--admin-addr", f"127.0.0.1:{admin}", "--data-dir", str(tmp_path / "d"),
         ],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(),
     )
     try:
-        _wait_http(f"http://127.0.0.1:{base + 2}/health", proc)
+        _wait_http(f"http://127.0.0.1:{admin}/health", proc)
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
@@ -148,7 +148,7 @@ def test_playground_starts_and_stops(tmp_path: Path) -> None:
     )
     assert p.returncode == 0, p.stdout + p.stderr
     assert "3 stores, 2 regions, all with a leader" in p.stdout
-    assert f"127.0.0.1:{base + 2}" in p.stdout  # an admin endpoint
+    assert f"127.0.0.1:{store_ports(base, 1)[2]}" in p.stdout  # an admin endpoint
     assert "multiraft ctl" in p.stdout and "multiraft kv" in p.stdout
     assert "stopped." in p.stdout
 

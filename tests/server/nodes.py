@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from multiraft.server.config import load_config
-from multiraft.server.localcluster import PORTS_PER_STORE, free_base_port
+from multiraft.server.localcluster import free_base_port, store_ports
 from multiraft.server.node import StoreNode
 
 
@@ -19,7 +19,7 @@ def node_config(
     base: int, sid: int, stores: int, data_dir: Path, **extra: Any
 ) -> dict[str, Any]:
     def port(s: int, j: int) -> int:
-        return base + PORTS_PER_STORE * (s - 1) + j
+        return store_ports(base, s)[j]
 
     return {
         "store_id": sid,
