@@ -2,7 +2,8 @@
 
 Every key of `ServerConfig` is a flag (`--store-id`, `--data-dir`, `--base-tick-ms`, ...) and
 a key of the TOML file given by `--config`; flags win. Exit status: 0 after a graceful stop,
-2 for an invalid configuration (one line on stderr, no traceback), 1 when the store failed.
+2 for an invalid configuration, a listen address in use and a data dir locked by another
+process (one line on stderr, no traceback, nothing created), 1 when the store failed.
 """
 
 from __future__ import annotations

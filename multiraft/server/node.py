@@ -39,6 +39,8 @@ from router.transport import Transport, make_ssl_contexts
 
 from .client_service import ClientService
 from .config import ConfigError, ServerConfig, parse_addr
+from .datadir import DataDirLock
+from .ports import check_listen_addrs
 
 __all__ = ["StoreNode", "StoreAddrs", "store_config_from", "tune_gc"]
 
@@ -119,6 +121,7 @@ class StoreNode:
         self.exit_code = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._engine: LmdbEngine | None = None
+        self._lock: DataDirLock | None = None
         self._store: Store | None = None
         self._transport: Transport | None = None
         self._client: ClientService | None = None
@@ -173,16 +176,24 @@ class StoreNode:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the data dir, recover or bootstrap the store, then listen on the peer, client
-        and admin addresses. Raises ConfigError for a data dir of another cluster or store,
-        OSError for an address in use."""
+        """Check that the peer, client and admin addresses can be listened on, lock the data
+        dir (`datadir.DataDirLock`), open it, recover or bootstrap the store, then listen.
+        Raises ConfigError (nothing created) for an address in use, ConfigError for a data dir
+        locked by another process or of another cluster or store, OSError otherwise."""
         c = self.config
         loop = self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
+        # Nothing is created before we know we can listen and the data dir is ours alone.
+        check_listen_addrs(
+            {"peer_addr": c.peer_addr, "client_addr": c.client_addr, "admin_addr": c.admin_addr}
+        )
+        lock = DataDirLock(c.data_dir)
+        lock.acquire()
+        self._lock = lock
         # The writer thread needs the GIL back after each fsync (batching/batcher.py).
         sys.setswitchinterval(0.0005)
-        engine = self._engine = LmdbEngine(Path(c.data_dir), fsync=c.fsync)
         try:
+            engine = self._engine = LmdbEngine(Path(c.data_dir), fsync=c.fsync)
             batcher: Batcher[Any] = Batcher(
                 engine,
                 pipelined=True,
@@ -347,6 +358,9 @@ class StoreNode:
         if self._engine is not None:
             self._engine.close()
             self._engine = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- the round ---------------------------------------------------------------------------
 
