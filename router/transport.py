@@ -7,7 +7,7 @@ in `sockopts`, the TLS contexts in `tls`.
 Connections. Each store dials ONE outbound connection per remote store (more with
 `connections_per_store`) and sends its raft frames on it; connections it accepts only receive.
 Every connection starts with a HANDSHAKE frame from each side (cluster id, store id, our
-addresses); the acceptor checks the cluster id first and answers with its own handshake, the
+advertised addresses); the acceptor checks the cluster id first and answers with its own handshake, the
 dialer checks the answer (cluster id and the store it meant to reach) before sending anything.
 TCP_NODELAY on every socket. Optional mutual TLS (`server_ssl` / `client_ssl`): the dialer
 uses the loop's TLS; the acceptor runs TLS itself over memory BIOs, so that a failed TLS
@@ -145,6 +145,7 @@ class Transport:
         on_peer_info: Callable[[Handshake], None] | None = None,
         client_addr: str = "",
         admin_addr: str = "",
+        advertise_addr: str = "",
         max_frame: int = DEFAULT_MAX_FRAME,
         max_pending_bytes: int = 64 << 20,
         connections_per_store: int = 1,
@@ -169,6 +170,8 @@ class Transport:
         self.on_peer_info = on_peer_info
         self.client_addr = client_addr
         self.admin_addr = admin_addr
+        # The peer address our handshakes announce; empty: the listen host and port.
+        self.advertise_addr = advertise_addr
         self.max_frame = max_frame
         self.max_pending_bytes = max_pending_bytes
         self.connections_per_store = connections_per_store
@@ -451,9 +454,12 @@ class Transport:
         return task
 
     def _our_handshake(self) -> Handshake:
-        host, _ = parse_addr(self.listen_addr)
+        peer_addr = self.advertise_addr
+        if not peer_addr:
+            host, _ = parse_addr(self.listen_addr)
+            peer_addr = f"{host}:{self._port}"
         return Handshake(cluster_id=self.cluster_id, store_id=self.store_id,
-                         peer_addr=f"{host}:{self._port}", client_addr=self.client_addr,
+                         peer_addr=peer_addr, client_addr=self.client_addr,
                          admin_addr=self.admin_addr)
 
     def _check_handshake(self, hs: Handshake, *, expect_store: int) -> str:

@@ -1,10 +1,11 @@
 """The server's configuration: defaults, a TOML file (`--config`), command-line flags (flags
 win), and validation with one clear message per problem.
 
-Keys use the flag names with underscores (`store_id`, `data_dir`, `client_addr`, ...); raft and
-store tunables live in the same flat namespace. An unknown key, a bad address, a store id
-missing from `initial_cluster` or a data dir of another cluster/store is a `ConfigError`, which
-the CLI prints as one line before exiting with status 2.
+Keys use the flag names with underscores (`store_id`, `data_dir`, `client_addr`,
+`advertise_client_addr`, ...); raft and store tunables live in the same flat namespace. An
+unknown key, a bad address, a store id missing from `initial_cluster` or a data dir of another
+cluster/store is a `ConfigError`, which the CLI prints as one line before exiting with
+status 2.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "ServerConfig", "parse_addr", "parse_initial_cluster", "load_config"]
+__all__ = [
+    "ConfigError", "ServerConfig", "parse_addr", "parse_initial_cluster", "load_config",
+    "WILDCARD_HOSTS",
+]
 
 
 class ConfigError(ValueError):
@@ -28,6 +32,14 @@ class ServerConfig:
     client_addr: str = "127.0.0.1:20160"
     peer_addr: str = "127.0.0.1:20161"
     admin_addr: str = "127.0.0.1:20180"
+    # What this store tells other stores and clients it is reachable at (the peer handshake,
+    # the client protocol's `regions` answer and NOT_LEADER hints, /status), when that is not
+    # the address it listens on (NAT, containers, a wildcard listen address). Empty: the
+    # listen address (a wildcard host in it is then replaced, by whoever learns it, with the
+    # host its peer address was reached at).
+    advertise_client_addr: str = ""
+    advertise_peer_addr: str = ""
+    advertise_admin_addr: str = ""
     # "1=127.0.0.1:20161,2=127.0.0.1:20171"; empty: this store alone.
     initial_cluster: str = ""
     # Join a running cluster instead of bootstrapping one: `initial_cluster` then lists stores
@@ -66,6 +78,13 @@ class ServerConfig:
             raise ConfigError(f"cluster_id must be positive, got {self.cluster_id}")
         for name in ("client_addr", "peer_addr", "admin_addr"):
             parse_addr(getattr(self, name), name)
+            advertised = getattr(self, "advertise_" + name)
+            if advertised:
+                host, _ = parse_addr(advertised, "advertise_" + name)
+                if host in WILDCARD_HOSTS:
+                    raise ConfigError(
+                        f"advertise_{name} must be an address others can reach, not {advertised!r}"
+                    )
         if not self.data_dir:
             raise ConfigError("data_dir must not be empty")
         if not 1 <= self.initial_regions <= 65536:
@@ -92,17 +111,23 @@ class ServerConfig:
         if self.initial_cluster:
             self._peers = parse_initial_cluster(self.initial_cluster)
             if self.join:
-                self._peers.setdefault(self.store_id, parse_addr(self.peer_addr, "peer_addr"))
+                self._peers.setdefault(self.store_id, parse_addr(self.advertised_peer_addr()))
             elif self.store_id not in self._peers:
                 raise ConfigError(
                     f"store_id {self.store_id} is not in initial_cluster ({self.initial_cluster})"
                 )
         else:
-            self._peers = {self.store_id: parse_addr(self.peer_addr, "peer_addr")}
+            self._peers = {self.store_id: parse_addr(self.advertised_peer_addr())}
         return self
+
+    def advertised_peer_addr(self) -> str:
+        """The peer address other stores should dial: `advertise_peer_addr` or `peer_addr`."""
+        return self.advertise_peer_addr or self.peer_addr
 
 
 _FIELDS = {f.name: f for f in fields(ServerConfig) if not f.name.startswith("_")}
+# Listen-on-everything hosts: fine to listen on, meaningless to dial.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 def parse_addr(addr: str, what: str = "address") -> tuple[str, int]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .config import ConfigError, ServerConfig, load_config
 
-__all__ = ["add_server_parser", "run_server", "setup_logging", "install_uvloop"]
+__all__ = ["add_server_parser", "config_from_args", "run_server", "setup_logging", "install_uvloop"]
 
 _log = logging.getLogger(__name__)
 
@@ -31,6 +31,11 @@ _HELP = {
     "client_addr": "client service address (default 127.0.0.1:20160)",
     "peer_addr": "store-to-store address (default 127.0.0.1:20161)",
     "admin_addr": "admin HTTP API and /metrics (default 127.0.0.1:20180)",
+    "advertise_client_addr": "client address told to clients and other stores "
+    "(default: --client-addr)",
+    "advertise_peer_addr": "peer address told to other stores (default: --peer-addr)",
+    "advertise_admin_addr": "admin address told to other stores and shown in /status "
+    "(default: --admin-addr)",
     "initial_cluster": "the first stores, 1=host:port,2=host:port (default: this store alone)",
     "join": "join a running cluster (initial-cluster lists stores to contact)",
     "initial_regions": "regions to bootstrap (default 1)",
@@ -110,12 +115,18 @@ def _fail(msg: str, code: int) -> int:
     return code
 
 
-def run_server(args: argparse.Namespace) -> int:
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The configuration `server` arguments describe (the TOML file, then the flags given);
+    raises ConfigError."""
     overrides = {
         f.name: getattr(args, f.name, None) for f in fields(ServerConfig) if not f.name.startswith("_")
     }
+    return load_config(args.config, overrides)
+
+
+def run_server(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config, overrides)
+        config = config_from_args(args)
     except ConfigError as e:
         return _fail(str(e), 2)
     setup_logging(config.log_format, config.log_level, prefix=f"[store {config.store_id}] ")

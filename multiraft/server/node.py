@@ -38,7 +38,7 @@ from router.codec import encode_batch
 from router.transport import Transport, make_ssl_contexts
 
 from .client_service import ClientService
-from .config import ConfigError, ServerConfig, parse_addr
+from .config import WILDCARD_HOSTS, ConfigError, ServerConfig, parse_addr
 from .datadir import DataDirLock
 from .ports import check_listen_addrs
 
@@ -53,8 +53,9 @@ _ADDRS_FILE = "stores.json"
 
 
 class StoreAddrs:
-    """What this store knows of every store's addresses (its own included): the initial
-    cluster's peer addresses, then whatever the handshakes tell."""
+    """What this store knows of every store's addresses (its own included: the advertised
+    ones, see `ServerConfig.advertise_*`): the initial cluster's peer addresses, then whatever
+    the handshakes tell."""
 
     def __init__(self) -> None:
         self.peer: dict[int, str] = {}
@@ -104,7 +105,7 @@ def _reachable(addr: str, peer_addr: str) -> str:
         peer_host, _ = parse_addr(peer_addr)
     except ConfigError:
         return addr
-    if host in ("0.0.0.0", "::", "") and peer_host not in ("0.0.0.0", "::", ""):
+    if host in WILDCARD_HOSTS and peer_host not in WILDCARD_HOSTS:
         return _addr_with_port(f"{peer_host}:1", port)
     return addr
 
@@ -259,15 +260,16 @@ class StoreNode:
             on_unreachable=self._on_unreachable,
             on_snapshot=self._on_snapshot,
             on_peer_info=self._on_peer_info,
-            client_addr=c.client_addr,
-            admin_addr=c.admin_addr,
+            client_addr=c.advertise_client_addr or c.client_addr,
+            admin_addr=c.advertise_admin_addr or c.admin_addr,
+            advertise_addr=c.advertise_peer_addr,
             max_frame=c.max_frame_bytes,
             server_ssl=server_ssl,
             client_ssl=client_ssl,
         )
         await t.start()
         me = c.store_id
-        self.addrs.peer[me] = _addr_with_port(c.peer_addr, t.listen_port)
+        self.addrs.peer[me] = c.advertise_peer_addr or _addr_with_port(c.peer_addr, t.listen_port)
         for sid, (host, port) in c.peers().items():
             if sid != me:
                 # The configuration wins over addresses learned in an earlier life.
@@ -281,7 +283,9 @@ class StoreNode:
         svc = self._client = ClientService(self.store, self.kick, self.addrs.client)
         host, port = parse_addr(c.client_addr, "client_addr")
         await svc.start(host, port)
-        self.addrs.client[c.store_id] = _addr_with_port(c.client_addr, int(svc.listen_port))
+        self.addrs.client[c.store_id] = c.advertise_client_addr or _addr_with_port(
+            c.client_addr, int(svc.listen_port)
+        )
         self.transport.client_addr = self.addrs.client[c.store_id]
 
     async def _start_admin(self) -> None:
@@ -290,7 +294,7 @@ class StoreNode:
         c = self.config
         admin = self._admin = AdminServer(self)
         port = await admin.start(c.admin_addr)
-        self.addrs.admin[c.store_id] = _addr_with_port(c.admin_addr, port)
+        self.addrs.admin[c.store_id] = c.advertise_admin_addr or _addr_with_port(c.admin_addr, port)
         self.transport.admin_addr = self.addrs.admin[c.store_id]
 
     def request_stop(self, exit_code: int = 0) -> None:
@@ -470,7 +474,7 @@ class StoreNode:
         if hs.peer_addr and sid not in self.addrs.peer:
             # A store we did not know (it joined later): reachable from now on.
             host, _ = parse_addr(hs.peer_addr)
-            if host not in ("0.0.0.0", "::"):
+            if host not in WILDCARD_HOSTS:
                 self.addrs.peer[sid] = hs.peer_addr
                 self.transport.add_store(sid, hs.peer_addr)
                 changed = True

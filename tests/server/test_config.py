@@ -69,3 +69,50 @@ def test_bad_files(tmp_path: Path) -> None:
 def test_address_parsing() -> None:
     assert parse_addr("[::1]:80") == ("::1", 80)
     assert parse_initial_cluster("1=a:1, 2=b:2") == {1: ("a", 1), 2: ("b", 2)}
+
+
+def test_advertised_addresses() -> None:
+    c = load_config()
+    assert (c.advertise_client_addr, c.advertise_peer_addr, c.advertise_admin_addr) == ("", "", "")
+    assert c.advertised_peer_addr() == c.peer_addr
+    c = load_config(None, {
+        "peer_addr": "0.0.0.0:20161",
+        "advertise_peer_addr": "db1.example.com:20161",
+        "advertise_client_addr": "[2001:db8::1]:20160",
+    })
+    assert c.advertised_peer_addr() == "db1.example.com:20161"
+    # A lone store's own entry is what it advertises; joining stores list themselves so too.
+    assert c.peers() == {1: ("db1.example.com", 20161)}
+    c = load_config(None, {
+        "store_id": 4, "join": True, "initial_cluster": "1=10.0.0.1:20161",
+        "advertise_peer_addr": "10.0.0.4:20161",
+    })
+    assert c.peers()[4] == ("10.0.0.4", 20161)
+
+
+def test_advertised_addresses_from_toml(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(
+        'client_addr = "0.0.0.0:20160"\n'
+        'advertise_client_addr = "10.0.0.1:20160"\n'
+        'advertise-admin-addr = "10.0.0.1:20180"\n'
+    )
+    c = load_config(p)
+    assert (c.advertise_client_addr, c.advertise_admin_addr) == ("10.0.0.1:20160", "10.0.0.1:20180")
+    c = load_config(p, {"advertise_client_addr": "lb.example.com:9000"})  # the flag wins
+    assert c.advertise_client_addr == "lb.example.com:9000"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"advertise_peer_addr": "0.0.0.0:20161"}, "advertise_peer_addr must be an address others can reach"),
+        ({"advertise_client_addr": "[::]:20160"}, "advertise_client_addr must be an address others"),
+        ({"advertise_admin_addr": "nohost"}, "advertise_admin_addr: expected host:port"),
+        ({"advertise_client_addr": "a:0"}, "advertise_client_addr: port out of range"),
+    ],
+)
+def test_invalid_advertised_addresses(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert message in str(e.value)
