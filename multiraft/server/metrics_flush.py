@@ -112,6 +112,7 @@ class MetricsFlusher:
         m.ticks.inc(d.delta("ticks", st.ticks))
         m.proposals.inc(d.delta("proposals", st.proposals))
         m.read_index.inc(d.delta("reads", st.reads))
+        m.applied_entries.inc(d.delta("applied", st.applied_entries))
         m.unreachable.inc(d.delta("unreachable", st.unreachable_reports))
         for code, v in list(st.proposals_failed.items()):
             inc = d.delta(("failed", code), v)
