@@ -6,6 +6,16 @@ import argparse
 import sys
 
 
+def _non_negative(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     from multiraft import __version__
 
@@ -18,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser(
         "example", help="drive a 3-node in-memory Raft group and print what each node applied"
     )
-    ex.add_argument("--entries", type=int, default=5, help="how many entries to propose")
+    ex.add_argument(
+        "--entries", type=_non_negative, default=5, help="how many entries to propose"
+    )
     ex.add_argument("--seed", type=int, default=1, help="seed of the election timeouts")
     from multiraft.server.ctl import add_ctl_parser
     from multiraft.server.main import add_server_parser

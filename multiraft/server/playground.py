@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .localcluster import DEFAULT_BASE_PORT, LocalCluster
+from .localcluster import DEFAULT_BASE_PORT, MAX_STORES, LocalCluster
 
 __all__ = ["add_playground_parser", "run_playground"]
 
@@ -51,9 +51,26 @@ def _say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
-def run_playground(args: argparse.Namespace) -> int:
+def _usage_error(args: argparse.Namespace) -> str | None:
     if not 1 <= args.stores <= 9:
-        print("multiraft playground: error: --stores must be in [1, 9]", file=sys.stderr)
+        return "--stores must be in [1, 9]"
+    if not 1 <= args.initial_regions <= 65536:
+        return "--initial-regions must be in [1, 65536]"
+    if args.base_port is not None and not 1024 <= args.base_port <= 65535 - 3 * MAX_STORES:
+        return f"--base-port must be in [1024, {65535 - 3 * MAX_STORES}]"
+    if args.base_tick_ms is not None and args.base_tick_ms <= 0:
+        return "--base-tick-ms must be positive"
+    if args.exit_after is not None and args.exit_after < 0:
+        return "--exit-after must be >= 0"
+    if not args.ready_timeout > 0:
+        return "--ready-timeout must be positive"
+    return None
+
+
+def run_playground(args: argparse.Namespace) -> int:
+    usage = _usage_error(args)
+    if usage is not None:
+        print(f"multiraft playground: error: {usage}", file=sys.stderr)
         return 2
     temp = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="multiraft-playground-")) if temp else Path(args.data_dir)

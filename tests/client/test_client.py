@@ -202,18 +202,29 @@ def test_cli(stores: LocalStores, capsys: pytest.CaptureFixture[str]) -> None:
         (["--hex", "get", "zz"], "not hex"),
         (["cas", "k", "only-one"], "cas needs KEY EXPECTED NEW"),
         (["cas", "--expect-absent", "--new-absent", "k", "x"], "cas needs KEY"),
-        (["get", ""], "key must be"),
+        (["get", ""], "KEY must be 1..511 bytes, got 0"),
+        (["put", "k" * 512, "v"], "KEY must be 1..511 bytes, got 512"),
+        (["scan", "--limit", "-1"], "--limit must be >= 0"),
+        (["--timeout", "0", "get", "k"], "--timeout must be positive"),
     ],
 )
-def test_cli_errors_are_one_line(
+def test_cli_usage_errors_exit_2_with_one_line(
     stores: LocalStores, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     code, out, err = _kv(stores, capsys, *argv)
-    assert code == 1 and out == ""
-    assert err.count("\n") == 1 and err.startswith("error: ") and message in err
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("multiraft kv: error: ") and message in err
 
 
-def test_cli_unreachable_cluster(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["kv", "--client", "127.0.0.1:1", "--timeout", "0.5", "get", "k"])
+def test_cli_bad_address_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["kv", "--client", "127.0.0.1:1,nohost", "get", "k"])
     _, err = capsys.readouterr()
-    assert code == 1 and err.count("\n") == 1 and "no success within" in err
+    assert code == 2 and err.count("\n") == 1 and "--client" in err and "nohost" in err
+
+
+def test_cli_unreachable_cluster_fails_at_connect(capsys: pytest.CaptureFixture[str]) -> None:
+    # A long --timeout: the call is never tried, the connect already fails.
+    code = main(["kv", "--client", "127.0.0.1:1", "--timeout", "600", "get", "k"])
+    _, err = capsys.readouterr()
+    assert code == 1 and err.count("\n") == 1
+    assert "no store accepts a connection: 127.0.0.1:1: " in err
