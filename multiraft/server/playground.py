@@ -1,9 +1,12 @@
 """`multiraft playground`: a local cluster of real store processes to try things on.
 
-Starts N `multiraft server` children on consecutive ports with a fresh data dir (a temporary
-one unless `--data-dir`), waits until every region has a leader, prints the endpoints and a
-few commands to try, then waits. Ctrl-C or SIGTERM stops every child (SIGTERM, then SIGKILL
-after a timeout) and exits 0; `--exit-after SECONDS` stops by itself (for CI).
+Starts N `multiraft server` children (ports: `localcluster.store_ports`) with a fresh data
+dir (a temporary one unless `--data-dir`), waits until every region has a leader, prints the
+endpoints and a few commands to try, then watches. A store that dies is reported at once, on
+one line naming it, its exit status or signal, and its log. Ctrl-C or SIGTERM stops every
+child (SIGTERM, then SIGKILL after a timeout) and exits 0, or 1 if a store died or did not
+stop cleanly; `--exit-after SECONDS` stops by itself (for CI). A temporary data dir is
+removed, except for the logs of the stores that died (their paths are printed).
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .localcluster import DEFAULT_BASE_PORT, MAX_STORES, LocalCluster
+from .localcluster import DEFAULT_BASE_PORT, MAX_STORES, LocalCluster, StoreProc
 
 __all__ = ["add_playground_parser", "run_playground"]
+
+# How often the playground looks for stores that died (seconds).
+_POLL = 0.2
 
 
 def add_playground_parser(sub: Any) -> argparse.ArgumentParser:
@@ -81,6 +88,8 @@ def run_playground(args: argparse.Namespace) -> int:
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     cluster: LocalCluster | None = None
+    # Stores that died (store id -> exit status), each reported once.
+    dead: dict[int, int] = {}
     code = 0
     try:
         cluster = LocalCluster(
@@ -96,25 +105,83 @@ def run_playground(args: argparse.Namespace) -> int:
             leaders = cluster.wait_ready(args.ready_timeout)
         except RuntimeError as e:
             print(f"multiraft playground: error: {e}", file=sys.stderr)
-            return 1
-        if stop.is_set():
-            return 0
-        _print_banner(cluster, leaders, temp)
-        stop.wait(args.exit_after)
-        _say("\nstopping the stores ...")
+            code = 1
+        else:
+            if not stop.is_set():
+                _print_banner(cluster, leaders, temp)
+                _watch(cluster, stop, args.exit_after, dead)
+                _say("\nstopping the stores ...")
     finally:
         if cluster is not None:
-            codes = cluster.close()
-            bad = {s: c for s, c in codes.items() if c != 0}
-            if bad:
-                print(f"multiraft playground: stores exited with {bad}", file=sys.stderr)
+            for sid, status in cluster.close().items():
+                if status != 0 and sid not in dead:
+                    dead[sid] = status
+                    _report(cluster.stores[sid], status)
+            if dead:
                 code = 1
         for s, h in old.items():
             signal.signal(s, h)
         if temp:
-            shutil.rmtree(data_dir, ignore_errors=True)
-    _say("stopped.")
+            keep = [cluster.stores[sid].log_path for sid in sorted(dead)] if cluster else []
+            _remove_temp(data_dir, keep)
+            for path in keep:
+                _say(f"kept the log of a store that died: {path}")
+    if code == 0:
+        _say("stopped.")
     return code
+
+
+def _describe(status: int) -> str:
+    if status < 0:
+        try:
+            return f"was killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"was killed by signal {-status}"
+    return f"exited with status {status}"
+
+
+def _report(sp: StoreProc, status: int) -> None:
+    print(
+        f"multiraft playground: store {sp.store_id} {_describe(status)}; its log: {sp.log_path}",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _watch(
+    cluster: LocalCluster, stop: threading.Event, exit_after: float | None, dead: dict[int, int]
+) -> None:
+    """Until `stop` (or `exit_after` seconds, or every store died): report each store that
+    exits, as it exits, into `dead`."""
+    deadline = None if exit_after is None else time.monotonic() + exit_after
+    while True:
+        wait = _POLL if deadline is None else min(_POLL, max(0.0, deadline - time.monotonic()))
+        if stop.wait(wait):
+            return
+        for sid, sp in cluster.stores.items():
+            status = sp.proc.poll() if sp.proc is not None else None
+            if status is not None and sid not in dead:
+                dead[sid] = status
+                _report(sp, status)
+        if len(dead) == len(cluster.stores):
+            print("multiraft playground: every store died; stopping", file=sys.stderr)
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+
+
+def _remove_temp(data_dir: Path, keep: list[Path]) -> None:
+    """Remove a temporary data dir, but for the files in `keep`."""
+    if not keep:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        return
+    for child in data_dir.iterdir():
+        if child in keep:
+            continue
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
 
 
 def _print_banner(cluster: LocalCluster, leaders: dict[int, int], temp: bool) -> None:
@@ -139,4 +206,5 @@ def _print_banner(cluster: LocalCluster, leaders: dict[int, int], temp: bool) ->
     _say(f"  {ctl} transfer-leader 1 {other}")
     _say(f"  curl -s http://{s1.admin_addr}/metrics | grep multiraft_proposals")
     _say(f"\nLogs: {cluster.data_dir}/store-*.log.  Ctrl-C stops the cluster"
-         + (" (and removes its temporary data dir)." if temp else "."))
+         + (" (and removes its temporary data dir, but for the logs of stores that died)."
+            if temp else "."))
