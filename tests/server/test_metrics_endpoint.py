@@ -1,6 +1,6 @@
 """`GET /metrics` of a running store: the process metrics are there, the `_created` series are
-not; and the provisioned Grafana dashboard queries only metrics a store exports (no dead
-panels)."""
+not; and the provisioned Grafana dashboard and the alerting rules query only metrics a store
+exports (no dead panels, no alert that can never fire)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "multiraft.json"
 
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 # Series Prometheus makes itself for every scrape target (not in any /metrics).
 PROMETHEUS_SERIES = {"up"}
 # Counters another change adds to the store; their panels are in the dashboard already. They
@@ -160,3 +161,25 @@ def test_dashboard_is_provisioned() -> None:
         capture_output=True, text=True, timeout=60,
     )
     assert p.returncode == 0, p.stderr
+
+
+def test_alert_rules_query_only_exported_metrics(scrape: str) -> None:
+    doc = yaml.safe_load(ALERTS.read_text())
+    rules = [r for g in doc["groups"] for r in g["rules"]]
+    assert len(rules) >= 10
+    queried: set[str] = set()
+    for r in rules:
+        assert r["alert"].startswith("Multiraft") and r["labels"]["severity"] in (
+            "critical", "warning"
+        )
+        assert r["annotations"]["summary"]
+        queried |= queried_metrics(r["expr"])
+    assert {"up", "multiraft_leaders", "multiraft_fsync_duration_seconds_bucket"} <= queried
+    missing = queried - exported_names(scrape) - PROMETHEUS_SERIES
+    assert not missing, f"alerts on metrics no store exports: {sorted(missing)}"
+    # Prometheus loads them (docker-compose mounts the file where prometheus.yml says).
+    prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    mounts = compose["services"]["prometheus"]["volumes"]
+    for path in prom["rule_files"]:
+        assert f"./prometheus/{Path(path).name}:{path}:ro" in mounts
