@@ -1,7 +1,7 @@
 """`Batcher`: every region's Ready of a round into ONE write batch, one commit (one fsync) per
 round, persistence acknowledged by number (raft-rs 0.7 async-ready API).
 
-The store's thread drives it (sans-asyncio, DESIGN.md import rules)::
+The store's thread drives it (sans-asyncio: docs/architecture.md, "Import rules")::
 
     for node in nodes_with_a_ready:                 # one round
         rd = node.ready()

@@ -38,7 +38,7 @@ SNAPSHOT_CHUNK = 3
 SNAPSHOT_ACK = 4
 _KINDS = (HANDSHAKE, RAFT, SNAPSHOT_CHUNK, SNAPSHOT_ACK)
 _HEADER = struct.Struct(">IB")
-# The largest frame accepted (DESIGN.md default: 64 MiB).
+# The largest frame accepted (64 MiB by default: docs/architecture.md, "Defaults, and why").
 DEFAULT_MAX_FRAME = 64 << 20
 
 Frame = Handshake | BatchRaftMessage | SnapshotChunk | SnapshotAck

@@ -1,4 +1,4 @@
-"""The house's walls (DESIGN.md import rules), the public surface, and that every module
+"""The house's walls (docs/architecture.md, "Import rules"), the public surface, and that every module
 imports on its own."""
 
 from __future__ import annotations

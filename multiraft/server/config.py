@@ -51,7 +51,7 @@ class ServerConfig:
     admin_token: str = ""
     log_format: str = "human"
     log_level: str = "info"
-    # Raft and store tunables (DESIGN.md defaults).
+    # Raft and store tunables (their defaults: docs/architecture.md, "Defaults, and why").
     base_tick_ms: int = 100
     heartbeat_ticks: int = 2
     election_ticks: int = 10

@@ -1,8 +1,8 @@
 """Copy the plain-int counters of the store, the batcher and the transport into Prometheus.
 
-Hot paths count in plain ints (DESIGN.md: a `Counter.inc()` costs ~0.8 µs); `MetricsFlusher`
-runs once per tick and before every scrape, and adds to each Prometheus counter the delta
-since its previous run. Latency samples collected by the store are observed and cleared.
+Hot paths count in plain ints (a `Counter.inc()` costs ~0.8 µs: docs/architecture.md);
+`MetricsFlusher` runs once per tick and before every scrape, and adds to each Prometheus
+counter the delta since its previous run. Latency samples collected by the store are observed and cleared.
 
 Metrics that `metrics.StoreMetrics` does not define yet (transport bytes, connections, client
 service counters) are registered here on the same registry, with the same conventions.

@@ -1,8 +1,9 @@
 """`StoreNode`: the asyncio runtime of one store process.
 
-Everything runs on one event loop (DESIGN.md): the ticker, the store's rounds, the transport,
-the client service and the admin server; beside it, the batching writer thread commits the
-rounds (one fsync each) and wakes the loop through `call_soon_threadsafe`.
+Everything runs on one event loop (docs/architecture.md, "The process at run time"): the
+ticker, the store's rounds, the transport, the client service and the admin server; beside it,
+the batching writer thread commits the rounds (one fsync each) and wakes the loop through
+`call_soon_threadsafe`.
 
 Rounds are *kicked*, not polled: any input (a raft frame, a client request, a tick, a finished
 write round, a snapshot outcome) calls `kick()`, which schedules at most one pending round with

@@ -183,3 +183,13 @@ def test_alert_rules_query_only_exported_metrics(scrape: str) -> None:
     mounts = compose["services"]["prometheus"]["volumes"]
     for path in prom["rule_files"]:
         assert f"./prometheus/{Path(path).name}:{path}:ro" in mounts
+
+
+@pytest.mark.parametrize("doc", ["operations.md", "architecture.md"])
+def test_metrics_named_in_the_docs_are_exported(scrape: str, doc: str) -> None:
+    text = (ROOT / "docs" / doc).read_text()
+    named = set(re.findall(r"\b(?:multiraft|process)_[a-z_]+[a-z]\b", text))
+    exported = exported_names(scrape)
+    # A histogram is named by its family name in prose.
+    families = exported | {n.rsplit("_", 1)[0] for n in exported if n.endswith("_bucket")}
+    assert not named - families - PENDING, sorted(named - families - PENDING)
