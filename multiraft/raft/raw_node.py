@@ -569,6 +569,24 @@ class RawNode(Generic[S]):
             return False
         return all(pr.matched == last for id, pr in raft.prs.progress.items() if id != raft.id)
 
+    def append_committed(self, entries: Sequence[Entry], commit: int) -> None:
+        """Take entries the group has committed through `commit` from outside the protocol
+        (a multi-raft host merging regions hands a lagging replica the entries it missed),
+        as a follower takes an append: those it lacks are appended (replacing a conflicting
+        uncommitted tail) and its commit index moves to `commit`; persisting and applying
+        them follow through Ready as usual.
+
+        Precondition: the log already matches the group's up to the entry before the first
+        one not yet committed here (a host guarantees it: its entries start at or below an
+        index this node had matched)."""
+        log = self.raft.raft_log
+        ents = [e for e in entries if e.index > log.committed]
+        if not ents:
+            return
+        prev = ents[0].index - 1
+        assert prev <= log.last_index(), f"entries start at {prev + 1}, past the log's end"
+        log.maybe_append(prev, log.term(prev), commit, ents)
+
     def reset_election_elapsed(self) -> None:
         """Restart the election timer (a host that stopped ticking this node — hibernation —
         gives its peers a whole timeout to answer before check-quorum counts them)."""

@@ -2,11 +2,13 @@
 
 Read-only: `GET /metrics`, `/health`, `/status`, `/regions`, `/regions/{id}`, `/openapi.json`.
 Mutating (bearer token if `admin_token` is set): `POST /regions/{id}/transfer-leader`,
-`POST /regions/{id}/peers`, `DELETE /regions/{id}/peers/{store_id}`. A mutating call asked of
+`POST /regions/{id}/peers`, `DELETE /regions/{id}/peers/{store_id}`, `POST
+/regions/{id}/split`, `POST /regions/{id}/merge`. A mutating call asked of
 a follower is forwarded to the leader's store (its admin address comes from the peer
 handshake), at most one hop. Errors are `{"error": {"code", "message", ...}}` with 400 (bad
 input), 401 (token), 404 (unknown region or route), 409 (conflicts with the region's epoch or a
-change in progress), 503 (no leader known, shutting down), 504 (no answer in time).
+change in progress; a merge of regions not adjacent or not on the same stores, or rolled back),
+503 (no leader known, shutting down), 504 (no answer in time).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from metrics import exposition
 from multiraft.engine import CF_KV
-from multiraft.proto.serverpb_pb2 import Learner, Region, Voter
+from multiraft.proto.serverpb_pb2 import Learner, Region, RegionEpoch, Voter
 from multiraft.store.errors import (
     EpochNotMatch,
     InvalidRequest,
+    MergeRefused,
+    MergeRolledBack,
     NotLeader,
     RegionBusy,
     RegionNotFound,
@@ -37,7 +41,7 @@ from .config import parse_addr
 from .openapi import OPENAPI
 
 if TYPE_CHECKING:
-    from multiraft.store.peer import Peer
+    from multiraft.store.peer import Callback, Peer
 
     from .node import StoreNode
 
@@ -72,7 +76,7 @@ def _store_error(e: StoreError) -> ApiError:
         return ApiError(404, e.code, str(e))
     if isinstance(e, InvalidRequest):
         return ApiError(400, e.code, str(e))
-    if isinstance(e, (RegionBusy, EpochNotMatch)):
+    if isinstance(e, (RegionBusy, EpochNotMatch, MergeRefused, MergeRolledBack)):
         return ApiError(409, e.code, str(e))
     if isinstance(e, NotLeader):
         extra: dict[str, Any] = {}
@@ -142,6 +146,8 @@ class AdminServer:
         app.router.add_post("/regions/{id}/transfer-leader", self.transfer_leader)
         app.router.add_post("/regions/{id}/peers", self.add_peer)
         app.router.add_delete("/regions/{id}/peers/{store_id}", self.remove_peer)
+        app.router.add_post("/regions/{id}/split", self.split)
+        app.router.add_post("/regions/{id}/merge", self.merge)
         app.router.add_get("/openapi.json", self.openapi)
         return app
 
@@ -239,26 +245,12 @@ class AdminServer:
         body = await self._body(request)
         to_store = self._int_field(body, "store_id")
         peer = self._peer(request)
-        if not peer.is_leader():
-            return await self._forward(request, peer, body)
-        node = self.node
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def callback(_result: Any, err: StoreError | None) -> None:
-            if not done.done():
-                if err is None:
-                    done.set_result(None)
-                else:
-                    done.set_exception(err)
-
-        try:
-            node.store.transfer_leader(peer.region.id, to_store, callback)
-        except NotLeader:
-            return await self._forward(request, peer, body)
-        except StoreError as e:
-            raise _store_error(e) from None
-        node.kick()
-        await self._wait(done)
+        store = self.node.store
+        forwarded, _ = await self._leader_call(
+            request, body, peer, lambda cb: store.transfer_leader(peer.region.id, to_store, cb)
+        )
+        if forwarded is not None:
+            return forwarded
         return web.json_response(
             {"status": "started", "to_store": to_store, "region": self._region_json(peer)},
             status=202,
@@ -285,10 +277,70 @@ class AdminServer:
         self, request: web.Request, body: dict[str, Any] | None, op: str, store_id: int
     ) -> web.StreamResponse:
         peer = self._peer(request)
+        store = self.node.store
+        forwarded, region = await self._leader_call(
+            request, body, peer, lambda cb: store.change_peer(peer.region.id, op, store_id, cb)
+        )
+        if forwarded is not None:
+            return forwarded
+        return web.json_response({"region": self._result_json(region)})
+
+    async def split(self, request: web.Request) -> web.StreamResponse:
+        self._auth(request)
+        body = await self._body(request)
+        keys = body.get("keys")
+        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+            raise ApiError(400, "BAD_REQUEST", "'keys' must be a non-empty list of hex strings")
+        try:
+            split_keys = [bytes.fromhex(k) for k in keys]
+        except ValueError as e:
+            raise ApiError(400, "BAD_REQUEST", f"'keys' must be hex strings: {e}") from None
+        epoch = self._epoch_field(body)
+        peer = self._peer(request)
+        store = self.node.store
+        forwarded, regions = await self._leader_call(
+            request,
+            body,
+            peer,
+            lambda cb: store.split(peer.region.id, split_keys, cb, epoch=epoch),
+        )
+        if forwarded is not None:
+            return forwarded
+        return web.json_response({"regions": [self._result_json(r) for r in regions]})
+
+    async def merge(self, request: web.Request) -> web.StreamResponse:
+        self._auth(request)
+        body = await self._body(request)
+        target = self._int_field(body, "target")
+        peer = self._peer(request)
+        store = self.node.store
+        forwarded, region = await self._leader_call(
+            request, body, peer, lambda cb: store.merge(peer.region.id, target, cb)
+        )
+        if forwarded is not None:
+            return forwarded
+        return web.json_response({"region": self._result_json(region)})
+
+    def _result_json(self, region: Region) -> dict[str, Any]:
+        """A region a change returned, with what this store knows of it now."""
+        store = self.node.store
+        cur = store.peers.get(region.id)
+        size = self._size(cur) if cur is not None else 0
+        return region_json(region, cur, store.is_hibernated(region.id), size)
+
+    async def _leader_call(
+        self,
+        request: web.Request,
+        body: dict[str, Any] | None,
+        peer: Peer,
+        start: Callable[[Callback], None],
+    ) -> tuple[web.StreamResponse | None, Any]:
+        """Run `start(callback)` if this store leads the region and wait for the callback:
+        `(None, result)`; else forward the request to the leader's store: `(response,
+        None)`."""
         if not peer.is_leader():
-            return await self._forward(request, peer, body)
-        node = self.node
-        done: asyncio.Future[Region] = asyncio.get_running_loop().create_future()
+            return await self._forward(request, peer, body), None
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def callback(result: Any, err: StoreError | None) -> None:
             if done.done():
@@ -299,17 +351,13 @@ class AdminServer:
                 done.set_result(result)
 
         try:
-            node.store.change_peer(peer.region.id, op, store_id, callback)
+            start(callback)
         except NotLeader:
-            return await self._forward(request, peer, body)
+            return await self._forward(request, peer, body), None
         except StoreError as e:
             raise _store_error(e) from None
-        node.kick()
-        region = await self._wait(done)
-        cur = node.store.peers.get(region.id)
-        size = self._size(cur) if cur is not None else 0
-        hib = node.store.is_hibernated(region.id)
-        return web.json_response({"region": region_json(region, cur, hib, size)})
+        self.node.kick()
+        return None, await self._wait(done)
 
     async def _wait(self, fut: asyncio.Future[Any]) -> Any:
         try:
@@ -401,6 +449,20 @@ class AdminServer:
         if not isinstance(body, dict):
             raise ApiError(400, "BAD_REQUEST", "the body must be a JSON object")
         return body
+
+    @staticmethod
+    def _epoch_field(body: dict[str, Any]) -> RegionEpoch | None:
+        raw = body.get("epoch")
+        if raw is None:
+            return None
+        if not isinstance(raw, dict) or not all(
+            isinstance(raw.get(k), int) and not isinstance(raw.get(k), bool) and raw[k] >= 0
+            for k in ("conf_ver", "version")
+        ):
+            raise ApiError(
+                400, "BAD_REQUEST", "'epoch' must be {\"conf_ver\": int, \"version\": int}"
+            )
+        return RegionEpoch(conf_ver=raw["conf_ver"], version=raw["version"])
 
     @staticmethod
     def _int_field(body: dict[str, Any], name: str) -> int:

@@ -1,8 +1,9 @@
 """`multiraft ctl`: the admin API from a shell (tables for humans, `--json` for scripts).
 
-Mutating commands wait until their effect is visible in `GET /regions/{id}` (the leader moved,
-the peer is there, the peer is gone), with a spinner on stderr when it is a terminal, and give
-up after `--timeout` seconds (exit 1).
+Mutating commands wait until their effect is visible on the store asked (the leader moved,
+the peer is there, the peer is gone, the split keys start regions, the target covers the
+merged source), with a spinner on stderr when it is a terminal, and give up after `--timeout`
+seconds (exit 1).
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ def add_ctl_parser(sub: Any) -> argparse.ArgumentParser:
     d = cmds.add_parser("remove-peer", help="remove a region's replica from a store")
     d.add_argument("id", type=int)
     d.add_argument("store", type=int)
+    s = cmds.add_parser("split", help="split a region at one or more keys")
+    s.add_argument("id", type=int)
+    s.add_argument("keys", nargs="+", metavar="KEY", help="split keys (text; --hex for hex)")
+    s.add_argument("--hex", action="store_true", help="the keys are hex-encoded")
+    m = cmds.add_parser("merge", help="merge a region into an adjacent one on the same stores")
+    m.add_argument("id", type=int, metavar="SOURCE")
+    m.add_argument("target", type=int, metavar="TARGET")
     return p
 
 
@@ -176,8 +184,16 @@ def _has_peer(region: dict[str, Any], store: int, role: str | None) -> bool:
 
 
 def run_ctl(args: argparse.Namespace) -> int:
+    if not args.timeout > 0:
+        print("multiraft ctl: error: --timeout must be positive", file=sys.stderr)
+        return 2
     try:
-        out = _run(args)
+        keys = _split_keys(args) if args.ctl_command == "split" else []
+    except ValueError as e:
+        print(f"multiraft ctl: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        out = _run(args, keys)
     except CtlError as e:
         print(f"multiraft ctl: error: {e}", file=sys.stderr)
         return 1
@@ -186,7 +202,24 @@ def run_ctl(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> str | None:
+def _split_keys(args: argparse.Namespace) -> list[bytes]:
+    if not args.hex:
+        return [k.encode() for k in args.keys]
+    try:
+        return [bytes.fromhex(k) for k in args.keys]
+    except ValueError:
+        raise ValueError(f"split keys must be hex with --hex: {args.keys}") from None
+
+
+def _covers(region: dict[str, Any], start: str, end: str) -> bool:
+    """Whether the region (as the API shows it, hex keys) covers `[start, end)`."""
+    lo, hi = region["start_key"], region["end_key"]
+    return bytes.fromhex(lo) <= bytes.fromhex(start) and (
+        not hi or (end != "" and bytes.fromhex(end) <= bytes.fromhex(hi))
+    )
+
+
+def _run(args: argparse.Namespace, split_keys: list[bytes]) -> str | None:
     c = AdminClient(args.admin, args.token)
     as_json = args.json
     cmd = args.ctl_command
@@ -201,6 +234,31 @@ def _run(args: argparse.Namespace) -> str | None:
     if cmd == "region":
         r = c.get(path)
         return json.dumps(r, indent=2) if as_json else _region_rows([r])
+    if cmd == "split":
+        hexkeys = [k.hex() for k in split_keys]
+        regions = c.request("POST", f"{path}/split", {"keys": hexkeys})["regions"]
+
+        def split_here() -> bool:
+            starts = {r["start_key"] for r in c.get("/regions")["regions"]}
+            return all(k in starts for k in hexkeys)
+
+        _wait(f"region {rid}'s split to show", split_here, args.timeout)
+        if as_json:
+            return json.dumps({"regions": regions}, indent=2)
+        return f"region {rid}: split into {len(regions)} regions\n{_region_rows(regions)}"
+    if cmd == "merge":
+        target = args.target
+        source = c.get(path)
+        merged = c.request("POST", f"{path}/merge", {"target": target})["region"]
+
+        def merged_here() -> bool:
+            r = c.get(f"/regions/{target}")
+            return _covers(r, source["start_key"], source["end_key"])
+
+        _wait(f"region {rid} to merge into region {target}", merged_here, args.timeout)
+        if as_json:
+            return json.dumps({"region": merged}, indent=2)
+        return f"region {rid}: merged into region {target}\n{_region_rows([merged])}"
     store = args.store
     if cmd == "transfer-leader":
         c.request("POST", f"{path}/transfer-leader", {"store_id": store})

@@ -33,7 +33,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         "succeed (e.g. the store already has a replica).",
         401: "The admin token is set and the request did not carry it.",
         404: "No such region on this store.",
-        409: "Conflicts with the region's epoch or with a change in progress.",
+        409: "Conflicts with the region's epoch or with a change in progress; for a merge "
+        "also: not adjacent, not on the same stores, or rolled back.",
         503: "No leader known (the `leader` hint may help), forwarding failed, or stopping.",
         504: "Accepted but not applied in time; check the region.",
     }
@@ -199,6 +200,82 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/regions/{id}/split": {
+            "post": {
+                "summary": "Split the region at one or more keys.",
+                "description": "Proposed through the region's raft log (a BatchSplit): every "
+                "replica cuts the range at the same log index, the version grows by the number "
+                "of keys, the new regions get fresh ids and copy the peers, and the region keeps "
+                "the rightmost range. No data moves. Answers once the split is applied on the "
+                "leader.",
+                "operationId": "splitRegion",
+                "security": _AUTH,
+                "parameters": [_REGION_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "keys": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "items": {"type": "string", "description": "Hex."},
+                                        "description": "Sorted, distinct, strictly inside "
+                                        "the range.",
+                                    },
+                                    "epoch": {
+                                        "type": "object",
+                                        "description": "Optional: refuse (409) unless the "
+                                        "region is still at this epoch.",
+                                        "properties": {
+                                            "conf_ver": {"type": "integer"},
+                                            "version": {"type": "integer"},
+                                        },
+                                        "required": ["conf_ver", "version"],
+                                    },
+                                },
+                                "required": ["keys"],
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("Regions"), "Applied: the resulting regions in key order."),
+                    **_errors(400, 401, 404, 409, 503, 504),
+                },
+            }
+        },
+        "/regions/{id}/merge": {
+            "post": {
+                "summary": "Merge the region into an adjacent one.",
+                "description": "The two regions must be adjacent and have their replicas on "
+                "the same stores (409 otherwise). PrepareMerge on this region, CommitMerge on "
+                "the target; the target widens its range and this region is gone. Answers with "
+                "the merged target once the merge is applied on this store; 409 "
+                "MERGE_ROLLED_BACK if the target changed first and the merge was rolled back.",
+                "operationId": "mergeRegion",
+                "security": _AUTH,
+                "parameters": [_REGION_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"target": {"type": "integer", "minimum": 1}},
+                                "required": ["target"],
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("RegionChanged"), "Applied: the merged region."),
+                    **_errors(400, 401, 404, 409, 503, 504),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "summary": "This document.",
@@ -307,6 +384,13 @@ OPENAPI: dict[str, Any] = {
                     "approximate_size",
                     "hibernated",
                 ],
+            },
+            "Regions": {
+                "type": "object",
+                "properties": {
+                    "regions": {"type": "array", "items": {"$ref": "#/components/schemas/Region"}}
+                },
+                "required": ["regions"],
             },
             "RegionChanged": {
                 "type": "object",

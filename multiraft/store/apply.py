@@ -1,6 +1,8 @@
 """The apply loop: the committed entries of every region of a round are applied into the
-round's one write batch (KV commands, membership changes, the apply states, log GC), then the
-clients waiting on them are answered."""
+round's one write batch (KV commands, membership changes, splits and merges, the apply
+states, log GC), then the clients waiting on them are answered. A region whose apply must
+wait (a CommitMerge until its source replica here caught up) keeps the rest of its entries
+in order (`Peer.pending_apply`) and goes on in a later round."""
 
 from __future__ import annotations
 
@@ -10,11 +12,21 @@ from typing import Any, Final
 from multiraft.engine import CF_APPLY_STATE, CF_KV, CF_RAFT_STATE, WriteBatch
 from multiraft.engine.keys import apply_state_key, region_state_key
 from multiraft.proto.serverpb_pb2 import RaftApplyState, Region, RegionLocalState
-from multiraft.raft import EntryType, Snapshot
+from multiraft.raft import Entry, EntryType, Snapshot
 
+from .admin_cmd import (
+    CHECK_CONF_VER,
+    AdminDecodeError,
+    BatchSplit,
+    CommitMerge,
+    PrepareMerge,
+    RollbackMerge,
+    decode_admin,
+    is_admin_entry,
+)
 from .base import MAX_SAMPLES
 from .cmd import CommandDecodeError, decode_command
-from .errors import EpochNotMatch, StoreError
+from .errors import EpochNotMatch, RegionBusy, StoreError
 from .kv import KvApplier
 from .membership import apply_to_region, decode_conf_change
 from .messages import Inbound
@@ -22,7 +34,7 @@ from .peer import Peer
 from .region import find_peer
 from .snapshot import decode_snapshot_data, write_snapshot_data
 
-__all__ = ['ApplyLoop']
+__all__ = ["ApplyLoop"]
 
 _log = logging.getLogger(__name__)
 # Protobuf enum attribute lookups are slow (~2 µs): the hot paths use these constants.
@@ -46,8 +58,14 @@ class ApplyLoop(Inbound):
         applier = KvApplier(self.engine, kv_wb, self._unwritten, batcher.round_number)
         done: list[tuple[Peer, Any, Any, StoreError | None]] = []
         removed: list[Peer] = []
+        peers = self.peers
         for peer, entries in work:
-            for e in entries:
+            rid = peer.region.id
+            if peers.get(rid) is not peer:
+                continue  # destroyed earlier in this round (merged into a region applied first)
+            if peer.pending_apply:
+                entries, peer.pending_apply = [*peer.pending_apply, *entries], []
+            for i, e in enumerate(entries):
                 result: Any = None
                 err: StoreError | None = None
                 if e.entry_type == _ENTRY_CONF_CHANGE:
@@ -60,25 +78,33 @@ class ApplyLoop(Inbound):
                         err = StoreError(
                             f"region {peer.region.id}: unexpected ConfChangeV2 at {e.index}"
                         )
-                elif e.data:
+                elif not e.data:
+                    pass  # a new leader's empty entry
+                elif is_admin_entry(e.data):
+                    result, err, wait = self._apply_admin(peer, e, kv_wb)
+                    if wait:
+                        # This entry and the ones after it apply in a later round, in order.
+                        peer.pending_apply = entries[i:]
+                        break
+                else:
                     try:
                         cmd = decode_command(e.data)
                     except CommandDecodeError as ex:
                         err = StoreError(f"bad command at index {e.index}: {ex}")
                     else:
-                        epoch = peer.region.region_epoch
-                        if cmd.region_id != peer.region.id or cmd.version != epoch.version:
-                            err = EpochNotMatch(
-                                f"region {peer.region.id}: command proposed in another epoch",
-                                [peer.region],
+                        if cmd.region_id != rid or cmd.version != peer.region.region_epoch.version:
+                            err = self._epoch_error(
+                                peer, [op.key for op in cmd.ops], "command proposed"
                             )
                         else:
                             result = applier.apply(cmd, peer.dedupe, e.index)
                 done.append((peer, e, result, err))
                 peer.applied_index, peer.applied_term = e.index, e.term
                 self.stats.applied_entries += 1
+            if peers.get(rid) is not peer:
+                continue  # destroyed by what it applied: nothing of it is written any more
             state = RaftApplyState(applied_index=peer.applied_index, applied_term=peer.applied_term)
-            kv_wb.put(CF_APPLY_STATE, apply_state_key(peer.region.id), state.SerializeToString())
+            kv_wb.put(CF_APPLY_STATE, apply_state_key(rid), state.SerializeToString())
             self._maybe_gc_log(peer, kv_wb)
         kv_wb.add_commit_hook(applier.forget_written)
         if clock is not None and len(self.stats.apply_seconds) < MAX_SAMPLES:
@@ -94,6 +120,39 @@ class ApplyLoop(Inbound):
         for peer in removed:
             if self.peers.get(peer.region.id) is peer:
                 self._destroy_peer(peer)
+        # Targets waiting at a CommitMerge whose source replica here caught up go on.
+        for source_id, target_id in list(self._merge_waiters.items()):
+            if self._source_caught_up(source_id) and target_id in self.peers:
+                self._resume_apply.add(target_id)
+                self._dirty.add(target_id)
+
+    def _apply_admin(
+        self, peer: Peer, e: Entry, wb: WriteBatch
+    ) -> tuple[Any, StoreError | None, bool]:
+        """Apply a committed split or merge command: (result, error, wait). Every replica
+        refuses it alike if the region's epoch moved since it was proposed."""
+        region = peer.region
+        try:
+            req = decode_admin(e.data)
+        except AdminDecodeError as ex:
+            return None, StoreError(f"region {region.id}: bad admin command at {e.index}: {ex}"), False
+        cmd = req.cmd
+        epoch = region.region_epoch
+        if (
+            req.region_id != region.id
+            or req.version != epoch.version
+            or (CHECK_CONF_VER[type(cmd)] and req.conf_ver != epoch.conf_ver)
+        ):
+            return None, self._epoch_error(peer, [], f"{type(cmd).__name__} proposed"), False
+        if peer.merge_state is not None and not isinstance(cmd, RollbackMerge):
+            return None, RegionBusy(f"region {region.id} is merging"), False
+        if isinstance(cmd, BatchSplit):
+            return (*self._apply_split(peer, e, cmd, wb), False)
+        if isinstance(cmd, PrepareMerge):
+            return (*self._apply_prepare_merge(peer, e, cmd, wb), False)
+        if isinstance(cmd, CommitMerge):
+            return self._apply_commit_merge(peer, e, cmd, wb)
+        return (*self._apply_rollback_merge(peer, e, cmd, wb), False)
 
     def _apply_conf_change(
         self, peer: Peer, e: Any, wb: WriteBatch
@@ -142,8 +201,8 @@ class ApplyLoop(Inbound):
         further behind get a snapshot); amortized: only once twice as many piled up."""
         keep = self.config.log_gc_keep
         storage = peer.storage
-        if peer.applied_index - storage.truncated_index() <= 2 * keep:
-            return
+        if peer.applied_index - storage.truncated_index() <= 2 * keep or peer.merge_state:
+            return  # (a merging source keeps its log: CommitMerge carries the tail)
         compact_to = peer.applied_index - keep + 1
         # Into the round's batch, after this region's raft writes of the round: it becomes
         # durable with (never before) the apply state written just before it.
@@ -171,6 +230,14 @@ class ApplyLoop(Inbound):
         state = RaftApplyState(applied_index=meta.index, applied_term=meta.term)
         wb.put(CF_APPLY_STATE, apply_state_key(region.id), state.SerializeToString())
         peer.set_region(region)
+        # (A merging replica's region is not snapshotted: this one's merge is over; and the
+        # entries a target replica kept waiting are all in the snapshot.)
+        peer.merge_state = None
+        self._merging.discard(region.id)
+        peer.pending_apply = []
+        for source_id, target_id in list(self._merge_waiters.items()):
+            if target_id == region.id:
+                del self._merge_waiters[source_id]
         peer.applied_index, peer.applied_term = meta.index, meta.term
         peer.dedupe.clear_cache()
         peer.restored_index = meta.index

@@ -10,13 +10,13 @@ from typing import Final
 
 from batching import Batcher
 from multiraft.engine import Engine
-from multiraft.proto.serverpb_pb2 import Region
+from multiraft.proto.serverpb_pb2 import RaftMessage, Region
 from router.codec import FrameDecoder
 from router.lanes import OutboundLanes
 
 from .ids import IdAllocator
 from .kv import Unwritten
-from .peer import Peer
+from .peer import Callback, Peer
 
 __all__ = [
     "StoreConfig",
@@ -60,6 +60,25 @@ class StoreConfig:
     log_gc_keep: int = 1000
     # Retried writes apply once if retried within this many entries of the original.
     dedupe_window: int = 100_000
+    # Automatic split (checked on leaders every `split_check_ticks`): at the middle key once
+    # a region holds more than `region_split_size` bytes or `region_split_keys` keys (0: off),
+    # or by load once it serves more than `region_split_qps` requests per second for
+    # `split_qps_checks` checks in a row (0: off).
+    split_check_ticks: int = 10
+    region_split_size: int = 96 << 20
+    region_split_keys: int = 960_000
+    region_split_qps: int = 0
+    split_qps_checks: int = 3
+    # Automatic merge of a region below both `region_merge_size` bytes and
+    # `region_merge_keys` keys into an adjacent one on the same stores (both small enough that
+    # the result stays below the split thresholds), not within `split_merge_cooldown_ticks` of
+    # a split of either.
+    auto_merge: bool = True
+    region_merge_size: int = 20 << 20
+    region_merge_keys: int = 200_000
+    split_merge_cooldown_ticks: int = 600
+    # A merge is refused while a source replica lags more than this many entries behind.
+    merge_max_log_gap: int = 128
 
 
 @dataclass
@@ -92,9 +111,14 @@ class StoreStats:
     received_by_type: dict[int, int] = field(default_factory=dict)
     # Proposals that failed, by error code (raised at once or reported by callback).
     proposals_failed: dict[str, int] = field(default_factory=dict)
+    # Splits and merges asked of this store, by (trigger, outcome): trigger "admin", "size",
+    # "keys", "load" or "auto"; outcome "ok" or an error code.
+    splits: dict[tuple[str, str], int] = field(default_factory=dict)
+    merges: dict[tuple[str, str], int] = field(default_factory=dict)
     # With a clock: samples since the metrics flush last took them (it clears them).
     propose_to_apply_seconds: list[float] = field(default_factory=list)
     apply_seconds: list[float] = field(default_factory=list)
+    merge_seconds: list[float] = field(default_factory=list)
 
     def failed(self, code: str) -> None:
         self.proposals_failed[code] = self.proposals_failed.get(code, 0) + 1
@@ -150,6 +174,25 @@ class StoreBase:
         self._snapshot_reports: list[tuple[int, int, bool]] = []
         # Regions whose replica here was removed: their last known metadata.
         self.tombstones: dict[int, Region] = {}
+        # Of those, the ones merged into another region: the target as the merge left it.
+        self.merged_into: dict[int, Region] = {}
+        # Vote requests for regions a split here has not created yet (the parent has not
+        # applied it): stepped once the split creates the peer, so the new region's first
+        # election is not lost (TiKV's pending votes). Bounded (lifecycle.py).
+        self._pending_votes: dict[int, RaftMessage] = {}
+        # Messages to step again at the start of the next round (a kept vote whose peer a
+        # split just created).
+        self._replay: list[RaftMessage] = []
+        # Merges asked of this store (source region id -> callback with the merged region).
+        self._merge_callbacks: dict[int, Callback] = {}
+        # Target regions whose apply waits at a CommitMerge, by source region id: the source
+        # replica here must apply through the merge's commit index first (CatchUpLogs).
+        self._merge_waiters: dict[int, int] = {}
+        # Regions whose replica here is merging (PrepareMerge applied). Invariant: exactly the
+        # peers with a `merge_state`.
+        self._merging: set[int] = set()
+        # Regions whose waiting entries may be applied again this round.
+        self._resume_apply: set[int] = set()
         # KV writes of applied commands whose round is not committed yet (see KvApplier).
         self._unwritten: Unwritten = {}
         self.ids = IdAllocator(engine, store_id)

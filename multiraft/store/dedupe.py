@@ -108,6 +108,33 @@ class DedupeTable:
             out.append((_BY_INDEX + index.to_bytes(8, "big") + request_id, b""))
         return out
 
+    def live_records(self, index: int) -> list[tuple[bytes, Result]]:
+        """Every record not expired when applying `index` (persisted or in flight), in
+        request-id order: what a region split off or merged into another inherits."""
+        if self._view is None:
+            return []
+        lo = self._prefix + _RECORD
+        recs = {
+            key[len(lo) :]: _decode_record(raw)
+            for key, raw in self._view.scan(CF_APPLY_STATE, lo, self._prefix + _BY_INDEX)
+        }
+        recs.update(self._unwritten)
+        return [(rid, rec[1]) for rid, rec in sorted(recs.items()) if rec[0] + self.window >= index]
+
+    def inherit(self, records: list[tuple[bytes, Result]], batch: WriteBatch, index: int) -> None:
+        """Record `records` (another region's live records) as applied at `index` here, into
+        `batch`: a write retried against this region after its keys moved here by a split or
+        merge still applies once. Every replica inherits the same records at the same
+        index, so expiry stays a function of the log."""
+        made = [(rid, self.record(rid, result, batch, index)) for rid, result in records]
+
+        def written() -> None:
+            for rid, rec in made:
+                self.forget_unwritten(rid, rec)
+
+        if made:
+            batch.add_commit_hook(written)
+
     def gc(self, batch: WriteBatch, applied_index: int) -> int:
         """Delete the records expired at `applied_index` (into `batch`); returns how many."""
         if self._view is None or applied_index <= self.window:

@@ -18,6 +18,8 @@ __all__ = [
     "StaleCommand",
     "RegionBusy",
     "InvalidRequest",
+    "MergeRefused",
+    "MergeRolledBack",
 ]
 
 
@@ -125,3 +127,17 @@ class InvalidRequest(StoreError):
     one, transferring leadership to a store without a replica); nothing changed."""
 
     code = "INVALID_REQUEST"
+
+
+class MergeRefused(StoreError):
+    """The regions cannot be merged as they are (not adjacent, not on the same stores);
+    nothing changed."""
+
+    code = "MERGE_REFUSED"
+
+
+class MergeRolledBack(StoreError):
+    """The merge was prepared but rolled back (its target changed before it could commit):
+    both regions serve as before."""
+
+    code = "MERGE_ROLLED_BACK"

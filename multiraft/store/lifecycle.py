@@ -22,6 +22,7 @@ from multiraft.engine.keys import (
     region_state_key,
 )
 from multiraft.proto.serverpb_pb2 import (
+    Merging,
     MsgNone,
     RaftApplyState,
     RaftMessage,
@@ -46,7 +47,7 @@ from .errors import RegionNotFound, StoreError
 from .membership import conf_state_from_region
 from .outbox import Outbox
 from .peer import Peer
-from .region import new_region, ranges_overlap, split_keys
+from .region import covers, new_region, ranges_overlap, split_keys
 from .snapshot import build_snapshot_data
 
 __all__ = ['PeerLifecycle']
@@ -63,6 +64,10 @@ _CREATING_MSGS = frozenset(
         MessageType.MsgRequestPreVote,
     }
 )
+
+
+_VOTES = frozenset({MessageType.MsgRequestVote, MessageType.MsgRequestPreVote})
+_MAX_PENDING_VOTES = 1024
 
 
 class PeerLifecycle(Outbox):
@@ -126,17 +131,34 @@ class PeerLifecycle(Outbox):
             state = RegionLocalState.FromString(value)
             if state.state == Tombstone:
                 self.tombstones[region_id] = state.region
+                if state.merge_state.target.id:
+                    self.merged_into[region_id] = state.merge_state.target
             else:
-                self._open_peer(state.region)
+                peer = self._open_peer(state.region)
+                if state.state == Merging:
+                    peer.merge_state = state.merge_state
+                    self._merging.add(region_id)
 
-    def _open_peer(self, region: Region) -> Peer:
-        storage = RegionStorage(
+    def _new_storage(self, region_id: int) -> RegionStorage:
+        return RegionStorage(
             self.engine,
-            region.id,
-            snapshot_builder=lambda req, to: self._build_snapshot(region.id, req),
+            region_id,
+            snapshot_builder=lambda req, to: self._build_snapshot(region_id, req),
         )
-        raw = self.engine.get(CF_APPLY_STATE, apply_state_key(region.id))
-        applied = RaftApplyState.FromString(raw) if raw is not None else RaftApplyState()
+
+    def _open_peer(
+        self,
+        region: Region,
+        storage: RegionStorage | None = None,
+        applied: RaftApplyState | None = None,
+    ) -> Peer:
+        """A peer for `region` over its storage as the engine (or `storage`'s view, with
+        `applied`, for a peer whose state is still in the round's batch) holds it."""
+        if storage is None:
+            storage = self._new_storage(region.id)
+        if applied is None:
+            raw = self.engine.get(CF_APPLY_STATE, apply_state_key(region.id))
+            applied = RaftApplyState.FromString(raw) if raw is not None else RaftApplyState()
         me = next(p for p in region.peers if p.store_id == self.store_id)
         c = self.config
         cfg = Config(
@@ -181,7 +203,8 @@ class PeerLifecycle(Outbox):
 
     def _maybe_create_peer(self, m: RaftMessage) -> Peer | None:
         """An uninitialized replica for a message to a region this store does not know, if the
-        message may create one and its range overlaps no region here (TiKV's rules)."""
+        message may create one and its range overlaps no initialized region here (TiKV's
+        rules)."""
         if (
             m.message.msg_type not in _CREATING_MSGS
             or m.HasField("extra_msg")
@@ -192,7 +215,26 @@ class PeerLifecycle(Outbox):
         if dead is not None and m.region_epoch.conf_ver <= dead.region_epoch.conf_ver:
             return None
         for other in self.peers.values():
-            if ranges_overlap(m.start_key, m.end_key, other.region.start_key, other.region.end_key):
+            o = other.region
+            if other.initialized and ranges_overlap(m.start_key, m.end_key, o.start_key, o.end_key):
+                if o.region_epoch.version < m.region_epoch.version and covers(
+                    m.start_key, m.end_key, o.start_key, o.end_key
+                ):
+                    # A newer region owns all of `other`'s range (it was merged away): the new
+                    # peer's snapshot will replace it (`_check_snapshot`).
+                    continue
+                # (Uninitialized replicas do not count, as in TiKV: a new region's message
+                # may arrive before the snapshot of the region it split from; whichever
+                # snapshot comes first wins, the other is refused as overlapping.)
+                if (
+                    m.message.msg_type in _VOTES
+                    and other.region.region_epoch.version < m.region_epoch.version
+                ):
+                    # A region split off `other` elsewhere, not here yet: the split will
+                    # create the peer; keep the vote for it until then.
+                    if len(self._pending_votes) >= _MAX_PENDING_VOTES:
+                        self._pending_votes.pop(next(iter(self._pending_votes)))
+                    self._pending_votes[m.region_id] = m
                 return None
         region = Region(id=m.region_id, start_key=m.start_key, end_key=m.end_key)
         region.peers.add().CopyFrom(m.to_peer)
@@ -209,20 +251,25 @@ class PeerLifecycle(Outbox):
         _log.info("store %d: created peer %d of region %d", self.store_id, m.to_peer.id, region.id)
         return self._open_peer(region)
 
-    def _destroy_peer(self, peer: Peer) -> None:
-        """Remove this replica for good: its raft state, log, data and apply state are deleted
-        in the round's batch (after the region's earlier writes: rounds commit in order); a
-        tombstone record keeps stale messages from recreating it."""
+    def _destroy_peer(self, peer: Peer, *, merged_into: Region | None = None) -> None:
+        """Remove this replica for good: its raft state, log, request-id records and apply
+        state are deleted in the round's batch (after the region's earlier writes: rounds
+        commit in order); a tombstone record keeps stale messages from recreating it. Its KV
+        data goes too, unless it was merged: then the range belongs to `merged_into`."""
         rid = peer.region.id
         wb = self.batcher.batch
         peer.storage.destroy(wb)
         if peer.initialized:
             region = peer.region
-            wb.delete_range(CF_KV, region.start_key, region.end_key or None)
+            if merged_into is None:
+                wb.delete_range(CF_KV, region.start_key, region.end_key or None)
             lo, hi = dedupe_bounds(rid)
             wb.delete_range(CF_APPLY_STATE, lo, hi)
         wb.delete(CF_APPLY_STATE, apply_state_key(rid))
         state = RegionLocalState(state=Tombstone, region=peer.region)
+        if merged_into is not None:
+            state.merge_state.target.CopyFrom(merged_into)
+            self.merged_into[rid] = merged_into
         wb.put(CF_RAFT_STATE, region_state_key(rid), state.SerializeToString())
         peer.fail_all(RegionNotFound(rid))
         del self.peers[rid]
@@ -230,7 +277,7 @@ class PeerLifecycle(Outbox):
         self._dirty.discard(rid)
         self.tombstones[rid] = peer.region
         self.stats.peers_destroyed += 1
-        _log.info("store %d: destroyed peer %d of region %d", self.store_id, peer.meta.id, rid)
+        _log.debug("store %d: destroyed peer %d of region %d", self.store_id, peer.meta.id, rid)
 
     def _build_snapshot(self, region_id: int, request_index: int) -> Snapshot:
         """The raft snapshot of a region at its applied index: called by raft on the leader
@@ -239,7 +286,9 @@ class PeerLifecycle(Outbox):
         from the store's overlays, so the data is exactly the state at the applied index,
         and the region and conf state in memory are those of that index."""
         peer = self.peers[region_id]
-        if peer.applied_index < request_index:
+        if peer.applied_index < request_index or peer.merge_state is not None:
+            # (A merging region's replicas catch up from its log, which it keeps: a snapshot
+            # would not carry the merge.)
             raise SnapshotTemporarilyUnavailable()
         data = build_snapshot_data(
             self.engine, peer.region, self._unwritten, peer.dedupe.unwritten_records()

@@ -7,13 +7,18 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from multiraft.proto.serverpb_pb2 import BatchRaftMessage, MsgNone, RaftMessage
+from multiraft.proto.serverpb_pb2 import (
+    BatchRaftMessage,
+    MsgNone,
+    MsgWantRollbackMerge,
+    RaftMessage,
+)
 from multiraft.raft import Error, MessageType
 from router.codec import RAFT, FrameDecoder, FrameError
 
-from .hibernate import Hibernation
+from .merge import Merge
 from .peer import Peer
-from .region import find_peer, ranges_overlap
+from .region import covers, find_peer, is_epoch_stale, ranges_overlap
 from .snapshot import SnapshotDecodeError, decode_snapshot_data
 
 __all__ = ['Inbound']
@@ -25,7 +30,7 @@ _MSG_HEARTBEAT: Final = MessageType.MsgHeartbeat
 _MSG_HEARTBEAT_RESPONSE: Final = MessageType.MsgHeartbeatResponse
 
 
-class Inbound(Hibernation):
+class Inbound(Merge):
     """The inbound half of the store's messages."""
 
     def on_frame(self, from_store: int, data: bytes) -> None:
@@ -67,6 +72,11 @@ class Inbound(Hibernation):
             peer = self._maybe_create_peer(m)
             if peer is None:
                 self.stats.dropped_messages += 1
+                dead = self.tombstones.get(rid)
+                if dead is not None and is_epoch_stale(m.region_epoch, dead.region_epoch):
+                    # A replica that missed its region's removal or merge: without a leader
+                    # left to tell it, the stores that hold tombstones do (TiKV's GC).
+                    self._send_stale_tombstone(m, dead)
                 return
         elif m.to_peer.id != peer.meta.id:
             # Another replica of this region on this store: if the sender's configuration is
@@ -90,7 +100,10 @@ class Inbound(Hibernation):
                 return
             peer.peer_cache[sender.id] = sender
         if m.HasField("extra_msg") and m.extra_msg.type != MsgNone:
-            self._on_extra(peer, m)
+            if m.extra_msg.type == MsgWantRollbackMerge:
+                self._on_want_rollback(peer, m)
+            else:
+                self._on_extra(peer, m)
             return
         msg = m.message
         mt = msg.msg_type
@@ -136,7 +149,10 @@ class Inbound(Hibernation):
 
     def _check_snapshot(self, peer: Peer, m: RaftMessage) -> bool:
         """A snapshot may be applied only if it is a region snapshot naming this replica whose
-        range overlaps no other region of this store (TiKV's check before stepping it)."""
+        range overlaps no other region of this store (TiKV's check before stepping it) —
+        except replicas it supersedes: a region of a higher version whose range covers a
+        replica's whole range owns those keys now (the replica was merged away, or its range
+        given to another region), so such replicas are destroyed to make room."""
         try:
             snap = decode_snapshot_data(m.message.snapshot.data)
         except SnapshotDecodeError as e:
@@ -147,24 +163,41 @@ class Inbound(Hibernation):
         region = snap.region
         if region.id != peer.region.id or find_peer(region, peer.meta.id) is None:
             return False
+        stale: list[Peer] = []
         for other in self.peers.values():
+            o = other.region
             if (
                 other is not peer
                 and other.initialized
-                and ranges_overlap(
-                    region.start_key, region.end_key, other.region.start_key, other.region.end_key
-                )
+                and ranges_overlap(region.start_key, region.end_key, o.start_key, o.end_key)
             ):
-                _log.info(
-                    "region %d: snapshot overlaps region %d here; dropped",
-                    region.id,
-                    other.region.id,
+                if o.region_epoch.version < region.region_epoch.version and covers(
+                    region.start_key, region.end_key, o.start_key, o.end_key
+                ):
+                    stale.append(other)
+                    continue
+                _log.debug(
+                    "region %d: snapshot overlaps region %d here; dropped", region.id, o.id
                 )
                 return False
+        if stale and m.message.snapshot.metadata.index <= peer.node.commit_index():
+            return False  # raft would refuse it as stale: keep everything as it is
+        for other in stale:
+            _log.info(
+                "region %d: snapshot at version %d supersedes region %d here; destroyed",
+                region.id,
+                region.region_epoch.version,
+                other.region.id,
+            )
+            self._merging.discard(other.region.id)
+            self._destroy_peer(other)
         return True
 
     def _on_tombstone(self, peer: Peer | None, m: RaftMessage) -> None:
         if peer is None or peer.meta.id != m.to_peer.id:
+            return
+        if m.merge_target.id:
+            self._on_merged_tombstone(peer, m)
             return
         if peer.initialized and m.region_epoch.conf_ver <= peer.region.region_epoch.conf_ver:
             return

@@ -12,8 +12,8 @@ from typing import Any
 
 from multiraft.engine import RegionStorage
 from multiraft.engine.engine import ReadView
+from multiraft.proto.serverpb_pb2 import MergeState, Region
 from multiraft.proto.serverpb_pb2 import Peer as PeerMeta
-from multiraft.proto.serverpb_pb2 import Region
 from multiraft.raft import Entry, MessageType, ProposalDropped, RawNode, Ready, StateRole
 
 from .dedupe import DedupeTable
@@ -33,7 +33,9 @@ _LEADER = StateRole.Leader
 class _Proposal:
     term: int
     callback: Callback
+    # A membership change, or an epoch-changing admin command (split, merge): one at a time.
     conf_change: bool = False
+    admin: bool = False
 
 
 class Peer:
@@ -60,6 +62,10 @@ class Peer:
         "hibernate_votes",
         "peer_cache",
         "restored_index",
+        "merge_state",
+        "pending_apply",
+        "want_rollback",
+        "commit_merge_proposed",
     )
 
     def __init__(
@@ -108,6 +114,17 @@ class Peer:
         self.peer_cache: dict[int, PeerMeta] = {}
         # The index of a snapshot applied in a round not yet durable (0: none).
         self.restored_index = 0
+        # Set once PrepareMerge is applied (the region serves nothing until the merge commits
+        # or rolls back); None otherwise.
+        self.merge_state: MergeState | None = None
+        # Committed entries whose apply waits (a CommitMerge waiting for its source replica
+        # here to catch up; the entries after it keep their order behind it).
+        self.pending_apply: list[Entry] = []
+        # Merging source, leader: the peers that want the merge rolled back.
+        self.want_rollback: set[int] = set()
+        # Merging source: the store tick at which this store last proposed the CommitMerge
+        # on the target (0: never); re-proposed if nothing happened for a while.
+        self.commit_merge_proposed = 0
 
     @property
     def region_id(self) -> int:
@@ -187,14 +204,26 @@ class Peer:
 
     def can_hibernate(self) -> bool:
         """A leader may put the region to sleep when every follower has its whole log, it
-        applied everything, and nothing is pending (TiKV's hibernate-region checks)."""
-        return not self.has_waiting_work() and self.node.is_quiescent()
+        applied everything, and nothing is pending (TiKV's hibernate-region checks); never
+        while a merge is in progress (its checks run on ticks)."""
+        return (
+            not self.has_waiting_work()
+            and self.merge_state is None
+            and not self.pending_apply
+            and self.node.is_quiescent()
+        )
 
-    def track_proposal(self, index: int, term: int, callback: Callback, *, conf_change: bool = False) -> None:
-        self.proposals[index] = _Proposal(term, callback, conf_change)
+    def track_proposal(
+        self, index: int, term: int, callback: Callback, *, conf_change: bool = False, admin: bool = False
+    ) -> None:
+        self.proposals[index] = _Proposal(term, callback, conf_change, admin)
 
     def has_pending_conf_change(self) -> bool:
         return any(p.conf_change for p in self.proposals.values())
+
+    def has_pending_admin(self) -> bool:
+        """A membership change, split or merge proposed here is not applied yet."""
+        return any(p.conf_change or p.admin for p in self.proposals.values())
 
     def flush_client_work(self) -> None:
         """Propose this round's commands as one MsgPropose, and ask one read index for this
@@ -266,6 +295,15 @@ class Peer:
         self._to_read, self._reads_waiting_index, self._reads_waiting_apply = [], {}, []
         for read_cb in reads:
             read_cb(err)
+
+    def fail_after(self, index: int, err: StoreError) -> None:
+        """Fail the proposals after `index` and every read (the region stopped serving at
+        `index`: a merge is prepared)."""
+        for i in [i for i in self.proposals if i > index]:
+            self.proposals.pop(i).callback(None, err)
+        proposals, self.proposals = self.proposals, {}
+        self.fail_all(err)
+        self.proposals = proposals
 
     def complete_proposal(self, entry: Entry, result: Any, error: StoreError | None) -> None:
         p = self.proposals.pop(entry.index, None)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
-from multiraft.proto.serverpb_pb2 import Learner, Region, RegionEpoch
+from multiraft.proto.serverpb_pb2 import Learner, RegionEpoch
 from multiraft.raft import MessageType, ProposalDropped, Ready
 
 from .apply import ApplyLoop
@@ -49,14 +49,15 @@ _MSG_HEARTBEAT_RESPONSE: Final = MessageType.MsgHeartbeatResponse
 
 class Store(ApplyLoop):
     """One process's regions (module docstring). The layers it is built of, bottom up:
-    `base` (state), `outbox`, `lifecycle`, `hibernate`, `messages`, `apply`; this module adds
-    the round, the client API and the admin operations."""
+    `base` (state), `outbox`, `lifecycle`, `hibernate`, `split`, `merge`, `messages`, `apply`;
+    this module adds the round, the client API and the membership operations."""
 
-    def region_for_key(self, key: bytes) -> Region | None:
-        for peer in self.peers.values():
-            if peer.initialized and key_in_region(key, peer.region):
-                return peer.region
-        return None
+    def tick(self) -> None:
+        """One base tick (see `Hibernation.tick`), and the merge checks every election
+        timeout."""
+        super().tick()
+        if (self._merging or self._merge_waiters) and self.lanes.clock % self.config.election_ticks == 0:
+            self._check_merges()
 
     def _peer_for(self, region_id: int, epoch: RegionEpoch | None, keys: list[bytes]) -> Peer:
         peer = self.peers.get(region_id)
@@ -67,7 +68,17 @@ class Store(ApplyLoop):
         for k in keys:
             if not key_in_region(k, peer.region):
                 raise KeyNotInRegion(k, peer.region)
+        if peer.merge_state is not None:
+            raise RegionBusy(f"region {region_id} is merging")
         return peer
+
+    def _moved(self, peer: Peer, version: int, key: bytes) -> StoreError | None:
+        """EpochNotMatch if a read of `key` submitted at region `version` cannot be served by
+        the region any more (a split or merge moved the key elsewhere)."""
+        region = peer.region
+        if region.region_epoch.version == version or key_in_region(key, region):
+            return None
+        return self._epoch_error(peer, [key], "read submitted")
 
     def propose(self, cmd: Command, callback: Callback, epoch: RegionEpoch | None = None) -> None:
         """Submit a write command; `callback(result, error)` fires once when it is applied (or
@@ -100,8 +111,11 @@ class Store(ApplyLoop):
     ) -> None:
         """A linearizable read (ReadIndex): `callback(value_or_None, error)`."""
         peer = self._peer_for(region_id, epoch, [key])
+        version = peer.region.region_epoch.version
 
         def done(err: StoreError | None) -> None:
+            if err is None:
+                err = self._moved(peer, version, key)
             if err is not None:
                 callback(None, err)
             else:
@@ -124,8 +138,13 @@ class Store(ApplyLoop):
         with at most `limit` (key, value) pairs, `start <= key < end` clipped to the region;
         an empty `end` means the region's end."""
         peer = self._peer_for(region_id, epoch, [start] if start else [])
+        version = peer.region.region_epoch.version
 
         def done(err: StoreError | None) -> None:
+            if err is None and peer.region.region_epoch.version != version:
+                # The range changed under the scan: the client must learn the new layout
+                # (it resumes each region's scan from that region's end).
+                err = self._epoch_error(peer, [start or peer.region.start_key], "scan submitted")
             if err is not None:
                 callback(None, err)
                 return
@@ -169,8 +188,13 @@ class Store(ApplyLoop):
         if not peer.is_leader():
             raise peer.not_leader()
         node = peer.node
-        if node.has_pending_conf() or peer.has_pending_conf_change():
-            raise RegionBusy(f"region {region_id}: a membership change is in progress")
+        if node.has_pending_conf() or peer.has_pending_admin():
+            raise RegionBusy(f"region {region_id}: a membership change, split or merge is in progress")
+        if peer.merge_state is not None or any(
+            p.merge_state is not None and p.merge_state.target.id == region_id
+            for p in self._merging_peers()
+        ):
+            raise RegionBusy(f"region {region_id}: a merge is in progress")
         if node.is_transferring_leader():
             raise RegionBusy(f"region {region_id}: a leader transfer is in progress")
         new_id = 0 if op == REMOVE else self.ids.next_id()
@@ -193,6 +217,10 @@ class Store(ApplyLoop):
         self._poll_persisted()
         if self._snapshot_reports:
             self._report_snapshots()
+        if self._replay:
+            replay, self._replay = self._replay, []
+            for m in replay:
+                self.on_raft_message(m)
         dirty, self._dirty = self._dirty, set()
         batcher = self.batcher
         work: list[tuple[Peer, list[Any]]] = []
@@ -225,6 +253,14 @@ class Store(ApplyLoop):
             self._send_raft(peer, send_now)
             if to_apply:
                 work.append((peer, to_apply))
+        if self._resume_apply:
+            # Regions whose apply waited (at a CommitMerge) and may go on.
+            resume, self._resume_apply = self._resume_apply, set()
+            resume.difference_update(p.region.id for p, _ in work)
+            for rid in resume:
+                peer = self.peers.get(rid)
+                if peer is not None and peer.pending_apply:
+                    work.append((peer, []))
         # What raft hands out to apply is committed and already durable here.
         self._apply(work)
         if batcher.submit(block=restored) is not None and restored:

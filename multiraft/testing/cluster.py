@@ -6,6 +6,7 @@ synced). Everything comes from one seed; the same Store code runs here and in th
     c.put(b"k", b"v"); c.get(b"k"); c.delete(b"k"); c.cas(b"k", b"old", b"new")
     op = c.submit_put(b"k", b"v"); c.run_until(lambda: op.done, timeout=30)
     c.crash(2); c.restart(2); c.partition([1], [2, 3]); c.heal(); c.stats()
+    left, right = c.split(1, [b"m"]); c.merge(left.id, right.id); c.regions()
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from multiraft.proto.serverpb_pb2 import Region
 from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
 from multiraft.store.errors import NotLeader, RegionBusy, StaleCommand, StoreError, Timeout
 from multiraft.store.kv import Applied, CasFailed
-from multiraft.store.region import key_in_region
+from multiraft.store.region import key_in_region, ranges_overlap
 from multiraft.store.store import Store, StoreConfig
 
 from .simnet import LinkFaults, SimLoop, SimNetwork
@@ -30,6 +31,8 @@ from .simwriter import SimWriter
 __all__ = ["SimCluster", "SimOp", "OpFailed"]
 
 CLUSTER_ID = 1
+# Errors after which a client looks up the region layout again.
+_LAYOUT_CHANGED = frozenset({"EPOCH_NOT_MATCH", "REGION_NOT_FOUND", "KEY_NOT_IN_REGION", "REGION_BUSY"})
 
 
 class OpFailed(Exception):
@@ -102,7 +105,8 @@ class SimCluster:
             else:
                 store.join(CLUSTER_ID)
             self._start(sid, store)
-        self.regions = sorted((p.region for p in self.stores[self.store_ids[0]].peers.values()), key=lambda r: r.start_key)
+        # The region layout the clients route by (refreshed when a store says it changed).
+        self._layout: list[Region] = []
         if elect:
             self.run_until(self.all_regions_have_leaders, timeout=60)
 
@@ -211,15 +215,38 @@ class SimCluster:
             for rid, peer in store.peers.items():
                 if peer.is_leader():
                     led.add(rid)
-        return len(led) == len(self.regions)
+        return all(r.id in led for r in self.regions())
+
+    def regions(self) -> list[Region]:
+        """Every live region in key order, as its leader knows it (without a leader: the
+        newest metadata a live store has); a region some store still holds but that a newer
+        region replaced (merged away, or stale) is left out."""
+        best: dict[int, tuple[tuple[int, int, int], Region]] = {}
+        for store in self.stores.values():
+            for rid, peer in store.peers.items():
+                if not peer.initialized:
+                    continue
+                e = peer.region.region_epoch
+                rank = (int(peer.is_leader()) * peer.node.term(), e.version, e.conf_ver)
+                if rid not in best or rank > best[rid][0]:
+                    best[rid] = (rank, peer.region)
+        live = sorted((r for _, r in best.values()), key=lambda r: -r.region_epoch.version)
+        out: list[Region] = []
+        for r in live:  # newest first: an older region overlapping a kept one is stale
+            if not any(ranges_overlap(r.start_key, r.end_key, o.start_key, o.end_key) for o in out):
+                out.append(r)
+        return sorted(out, key=lambda r: r.start_key)
 
     # -- clients ------------------------------------------------------------------------------
 
     def _region_of(self, key: bytes) -> int:
-        for r in self.regions:
-            if key_in_region(key, r):
-                return r.id
-        raise AssertionError("the initial regions cover every key")
+        for refresh in (False, True):
+            if refresh or not self._layout:
+                self._layout = self.regions()
+            for r in self._layout:
+                if key_in_region(key, r):
+                    return r.id
+        return 0  # no live store holds the key's region now: the attempt fails and retries
 
     def _new_op(self, kind: str, key: bytes, value: bytes | None = None, expected: bytes | None = None) -> SimOp:
         self._next_request += 1
@@ -263,6 +290,8 @@ class SimCluster:
                 self._finish(op, result, None)
             else:
                 op.history.append(f"{self.loop.now:.3f} store {sid}: {err.code}")
+                if err.code in _LAYOUT_CHANGED:
+                    self._layout = []
                 self._retry(op, 0.02)
 
         try:
@@ -286,6 +315,8 @@ class SimCluster:
         except StoreError as e:
             op.history.append(f"{self.loop.now:.3f} store {sid}: {e.code}")
             self._leader_hint.pop(region_id, None)
+            if e.code in _LAYOUT_CHANGED:
+                self._layout = []
             self._retry(op, 0.05)
 
     def _retry(self, op: SimOp, delay: float) -> None:
@@ -366,6 +397,21 @@ class SimCluster:
         """Add a voter / learner or remove the replica on `store_id` (see Store.change_peer);
         returns the region once the change is applied on the leader."""
         region: Region = self._admin(region_id, lambda s, cb: s.change_peer(region_id, op, store_id, cb))
+        return region
+
+    def split(self, region_id: int, keys: list[bytes]) -> list[Region]:
+        """Split the region at `keys` (see Store.split); returns the resulting regions in key
+        order once the split is applied on the leader. Raises the store's error if refused."""
+        regions: list[Region] = self._admin(region_id, lambda s, cb: s.split(region_id, keys, cb))
+        self._layout = []
+        return regions
+
+    def merge(self, source_id: int, target_id: int) -> Region:
+        """Merge region `source_id` into its neighbour `target_id` (see Store.merge); returns
+        the merged region once the merge is applied on the leader's store. Raises the store's
+        error if refused or rolled back."""
+        region: Region = self._admin(source_id, lambda s, cb: s.merge(source_id, target_id, cb))
+        self._layout = []
         return region
 
     def transfer_leader(self, region_id: int, store_id: int) -> None:

@@ -53,7 +53,7 @@ def test_move_a_replica_to_a_new_store() -> None:
     # A removed replica destroys its data and leaves a tombstone.
     st = c.stores[victim]
     assert 1 in st.tombstones
-    r1 = next(r for r in c.regions if r.id == 1)
+    r1 = next(r for r in c.regions() if r.id == 1)
     assert st.engine.scan(CF_KV, r1.start_key, r1.end_key or None) == []
     assert c.replica_stores(1) == ({1, 2, 3} - {victim}) | {4}
     for i in range(60):
@@ -255,7 +255,7 @@ def _moves_under_load(
     assert moves >= 1, f"seed {seed}: no move completed"
     # Every replica of region 1 converges to the same data.
     c.run_for(2.0)
-    r1 = next(r for r in c.regions if r.id == 1)
+    r1 = next(r for r in c.regions() if r.id == 1)
     datas = {
         sid: c.stores[sid].engine.scan(CF_KV, r1.start_key, r1.end_key or None) for sid in c.replica_stores(1)
     }
