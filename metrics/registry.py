@@ -105,6 +105,32 @@ class StoreMetrics:
         self.bytes_written = Counter(
             "multiraft_bytes_written_total", "Bytes written to the engine.", registry=r
         )
+        # Splits and merges asked of this store (the leader's), by trigger and outcome.
+        self.region_splits = Counter(
+            "multiraft_region_splits_total",
+            "Region splits proposed here, by trigger (admin, size, keys, load) and outcome (ok "
+            "or an error code).",
+            ["trigger", "outcome"],
+            registry=r,
+        )
+        self.region_merges = Counter(
+            "multiraft_region_merges_total",
+            "Region merges proposed here, by trigger (admin, auto) and outcome (ok, "
+            "MERGE_ROLLED_BACK or another error code).",
+            ["trigger", "outcome"],
+            registry=r,
+        )
+        # Zero-valued series from the start, so that rate() sees the first one.
+        for trigger in ("admin", "size", "keys", "load"):
+            self.region_splits.labels(trigger=trigger, outcome="ok")
+        for trigger in ("admin", "auto"):
+            self.region_merges.labels(trigger=trigger, outcome="ok")
+        self.merge_duration = Histogram(
+            "multiraft_region_merge_duration_seconds",
+            "From a merge's proposal to its commit on this store.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
         # Snapshots.
         self.snapshots = Counter(
             "multiraft_snapshots_total", "Snapshots, by direction and outcome.", ["direction", "outcome"], registry=r

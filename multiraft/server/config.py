@@ -60,7 +60,19 @@ class ServerConfig:
     lease_reads: bool = False
     max_frame_bytes: int = 64 << 20
     raft_log_gc_keep: int = 1000
+    # Automatic split and merge (docs/operations.md, "Splitting and merging regions"): a
+    # region splits in two once over `region_split_size` bytes or `region_split_keys` keys
+    # (0: never), or once it serves more than `region_split_qps` requests per second for a
+    # few seconds (0: never); a region below both merge thresholds merges into an adjacent
+    # one on the same stores, unless `auto_merge` is off, once neither was split or merged
+    # for `split_merge_interval_s` seconds.
     region_split_size: int = 96 << 20
+    region_split_keys: int = 960_000
+    region_split_qps: int = 0
+    auto_merge: bool = True
+    region_merge_size: int = 20 << 20
+    region_merge_keys: int = 200_000
+    split_merge_interval_s: int = 3600
     fsync: bool = True
     tls_cert: str = ""
     tls_key: str = ""
@@ -102,6 +114,18 @@ class ServerConfig:
             )
         if self.lease_reads and not self.check_quorum:
             raise ConfigError("lease_reads requires check_quorum")
+        for name in (
+            "region_split_size", "region_split_keys", "region_split_qps", "region_merge_size",
+            "region_merge_keys", "split_merge_interval_s",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        for merge, split in (("region_merge_size", "region_split_size"), ("region_merge_keys", "region_split_keys")):
+            if self.auto_merge and getattr(self, split) and getattr(self, merge) >= getattr(self, split):
+                raise ConfigError(
+                    f"{merge} ({getattr(self, merge)}) must be below {split} "
+                    f"({getattr(self, split)}): merged regions would split again"
+                )
         if self.max_frame_bytes < 1 << 16:
             raise ConfigError("max_frame_bytes must be at least 65536")
         if bool(self.tls_cert) != bool(self.tls_key) or (self.tls_ca and not self.tls_cert):

@@ -43,6 +43,14 @@ _HELP = {
     "admin_token": "bearer token required by mutating admin calls",
     "log_format": "human (default) or json",
     "log_level": "debug, info (default), warning or error",
+    "region_split_size": "split a region over this many bytes (default 96 MiB; 0: never)",
+    "region_split_keys": "split a region over this many keys (default 960000; 0: never)",
+    "region_split_qps": "split a region serving more requests/s than this (default 0: never)",
+    "auto_merge": "merge small adjacent regions on the same stores (default on)",
+    "region_merge_size": "merge a region below this many bytes (default 20 MiB)",
+    "region_merge_keys": "merge a region below this many keys (default 200000)",
+    "split_merge_interval_s": "no automatic merge of a region split or merged this recently "
+    "(default 3600 s)",
 }
 
 

@@ -132,6 +132,17 @@ class MetricsFlusher:
         samples, st.apply_seconds = st.apply_seconds, []
         for s in samples:
             m.apply_duration.observe(s)
+        for (trigger, outcome), v in list(st.splits.items()):
+            inc = d.delta(("split", trigger, outcome), v)
+            if inc:
+                m.region_splits.labels(trigger=trigger, outcome=outcome).inc(inc)
+        for (trigger, outcome), v in list(st.merges.items()):
+            inc = d.delta(("merge", trigger, outcome), v)
+            if inc:
+                m.region_merges.labels(trigger=trigger, outcome=outcome).inc(inc)
+        samples, st.merge_seconds = st.merge_seconds, []
+        for s in samples:
+            m.merge_duration.observe(s)
         inc = d.delta("store_bad_frames", st.bad_frames)
         if inc:
             m.bad_frames.labels(reason="store_decode").inc(inc)

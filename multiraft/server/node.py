@@ -84,6 +84,14 @@ def store_config_from(config: ServerConfig) -> StoreConfig:
         pre_vote=config.pre_vote,
         lease_reads=config.lease_reads,
         log_gc_keep=config.raft_log_gc_keep,
+        base_tick_seconds=config.base_tick_ms / 1000,
+        region_split_size=config.region_split_size,
+        region_split_keys=config.region_split_keys,
+        region_split_qps=config.region_split_qps,
+        auto_merge=config.auto_merge,
+        region_merge_size=config.region_merge_size,
+        region_merge_keys=config.region_merge_keys,
+        split_merge_cooldown_ticks=config.split_merge_interval_s * 1000 // config.base_tick_ms,
         # Outbound frames are split well below the receivers' limit.
         max_frame_bytes=min(4 << 20, config.max_frame_bytes // 2),
     )

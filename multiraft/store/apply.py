@@ -98,6 +98,11 @@ class ApplyLoop(Inbound):
                             )
                         else:
                             result = applier.apply(cmd, peer.dedupe, e.index)
+                            if applier.delta_keys or applier.delta_bytes:
+                                if peer.approx_keys >= 0:
+                                    peer.approx_keys += applier.delta_keys
+                                    peer.approx_bytes += applier.delta_bytes
+                                self._checked.add(rid)
                 done.append((peer, e, result, err))
                 peer.applied_index, peer.applied_term = e.index, e.term
                 self.stats.applied_entries += 1
@@ -235,6 +240,7 @@ class ApplyLoop(Inbound):
         peer.merge_state = None
         self._merging.discard(region.id)
         peer.pending_apply = []
+        peer.approx_keys = peer.approx_bytes = -1
         for source_id, target_id in list(self._merge_waiters.items()):
             if target_id == region.id:
                 del self._merge_waiters[source_id]

@@ -60,6 +60,9 @@ class StoreConfig:
     log_gc_keep: int = 1000
     # Retried writes apply once if retried within this many entries of the original.
     dedupe_window: int = 100_000
+    # The base tick in seconds (turns request counts per check into a rate; the store
+    # reads no clock).
+    base_tick_seconds: float = 0.1
     # Automatic split (checked on leaders every `split_check_ticks`): at the middle key once
     # a region holds more than `region_split_size` bytes or `region_split_keys` keys (0: off),
     # or by load once it serves more than `region_split_qps` requests per second for
@@ -76,7 +79,7 @@ class StoreConfig:
     auto_merge: bool = True
     region_merge_size: int = 20 << 20
     region_merge_keys: int = 200_000
-    split_merge_cooldown_ticks: int = 600
+    split_merge_cooldown_ticks: int = 36_000
     # A merge is refused while a source replica lags more than this many entries behind.
     merge_max_log_gap: int = 128
 
@@ -191,6 +194,10 @@ class StoreBase:
         # Regions whose replica here is merging (PrepareMerge applied). Invariant: exactly the
         # peers with a `merge_state`.
         self._merging: set[int] = set()
+        # Regions that wrote or served since the last split check (they are the ones whose
+        # size or load may call for a split), and the number of split checks so far.
+        self._checked: set[int] = set()
+        self._split_checks = 0
         # Regions whose waiting entries may be applied again this round.
         self._resume_apply: set[int] = set()
         # KV writes of applied commands whose round is not committed yet (see KvApplier).

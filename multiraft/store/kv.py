@@ -71,7 +71,17 @@ class KvApplier:
     part, removed by `forget_written` once the round is committed.
     """
 
-    __slots__ = ("_view", "batch", "_unwritten", "_round", "written", "records", "applied_ops")
+    __slots__ = (
+        "_view",
+        "batch",
+        "_unwritten",
+        "_round",
+        "written",
+        "records",
+        "applied_ops",
+        "delta_keys",
+        "delta_bytes",
+    )
 
     def __init__(
         self,
@@ -89,6 +99,10 @@ class KvApplier:
         self.records: list[tuple[DedupeTable, bytes, tuple[int, Result]]] = []
         # Ops written in this round (for metrics).
         self.applied_ops = 0
+        # What the last `apply` changed: keys added (negative: removed) and bytes of keys and
+        # values (the regions' approximate sizes follow these).
+        self.delta_keys = 0
+        self.delta_bytes = 0
 
     def get(self, key: bytes) -> bytes | None:
         return read_applied(self._view, self._unwritten, key)
@@ -106,14 +120,20 @@ class KvApplier:
 
     def apply(self, cmd: Command, dedupe: DedupeTable | None = None, index: int = 0) -> Result:
         """Apply one command (the entry at `index`) atomically (see the module docstring)."""
+        self.delta_keys = self.delta_bytes = 0
         if dedupe is not None and cmd.request_id:
             seen = dedupe.get(cmd.request_id, index)
             if seen is not None:
                 return seen
         local: dict[bytes, bytes | None] = {}
+        before: dict[bytes, bytes | None] = {}
 
         def current(key: bytes) -> bytes | None:
-            return local[key] if key in local else self.get(key)
+            if key in local:
+                return local[key]
+            if key not in before:
+                before[key] = self.get(key)
+            return before[key]
 
         previous: list[bytes | None] = []
         for i, op in enumerate(cmd.ops):
@@ -129,13 +149,21 @@ class KvApplier:
                 local[op.key] = None
         else:
             unwritten, rnd, written = self._unwritten, self._round, self.written
+            dk = db = 0
             for key, value in local.items():
+                old = before[key]
                 if value is None:
                     self.batch.delete(CF_KV, key)
                 else:
                     self.batch.put(CF_KV, key, value)
+                    dk += 1
+                    db += len(key) + len(value)
+                if old is not None:
+                    dk -= 1
+                    db -= len(key) + len(old)
                 unwritten[key] = (rnd, value)
                 written.append(key)
+            self.delta_keys, self.delta_bytes = dk, db
             self.applied_ops += len(cmd.ops)
             result = Applied(tuple(previous))
         if dedupe is not None and cmd.request_id:

@@ -47,7 +47,7 @@ from .errors import RegionNotFound, StoreError
 from .membership import conf_state_from_region
 from .outbox import Outbox
 from .peer import Peer
-from .region import covers, new_region, ranges_overlap, split_keys
+from .region import new_region, ranges_overlap, split_keys
 from .snapshot import build_snapshot_data
 
 __all__ = ['PeerLifecycle']
@@ -193,6 +193,7 @@ class PeerLifecycle(Outbox):
             self.engine,
         )
         peer.dedupe.window = c.dedupe_window
+        peer.born = self.lanes.clock
         self.peers[region.id] = peer
         self._dirty.add(region.id)
         self._awake.add(region.id)
@@ -217,12 +218,6 @@ class PeerLifecycle(Outbox):
         for other in self.peers.values():
             o = other.region
             if other.initialized and ranges_overlap(m.start_key, m.end_key, o.start_key, o.end_key):
-                if o.region_epoch.version < m.region_epoch.version and covers(
-                    m.start_key, m.end_key, o.start_key, o.end_key
-                ):
-                    # A newer region owns all of `other`'s range (it was merged away): the new
-                    # peer's snapshot will replace it (`_check_snapshot`).
-                    continue
                 # (Uninitialized replicas do not count, as in TiKV: a new region's message
                 # may arrive before the snapshot of the region it split from; whichever
                 # snapshot comes first wins, the other is refused as overlapping.)

@@ -31,10 +31,12 @@ raft logs, with this store doing what TiKV's placement driver does.
 
 A source replica that missed the whole merge (isolated, or its group destroyed by the merge)
 finds out: stores answer its messages with a tombstone naming the merge target. If its local
-target replica is behind, that target will still apply the CommitMerge and catch it up;
-otherwise it destroys itself, and the target's snapshot brings the range. A snapshot of a
-region with a higher version that covers a local replica's whole range replaces that replica
-(it was merged away or its range reassigned), so an old source never blocks its new owner.
+target replica is behind, that target will still apply the CommitMerge and catch it up, or a
+snapshot of the target (at the merge or later) replaces the source replica; otherwise the
+source replica destroys itself, and the range comes back with the snapshots of its owners.
+Only such authoritative news destroys a replica: a replica whose range another region now
+covers may still be a live member elsewhere (its range moved by a merge and a split), and
+its raft log, which its group counted on, must not be lost.
 
 A crash anywhere leaves each replica at one of these steps, each written atomically; recovery
 resumes from it (a Merging source reloads its MergeState, a target re-applies the CommitMerge
@@ -300,6 +302,9 @@ class Merge(Split):
             region.start_key = source.start_key
         wb.put(CF_RAFT_STATE, region_state_key(region.id), RegionLocalState(region=region).SerializeToString())
         peer.set_region(region)
+        peer.approx_keys = peer.approx_bytes = -1
+        peer.born = self.lanes.clock
+        self._checked.add(region.id)
         peer.dedupe.inherit(sp.dedupe.live_records(cmd.commit), wb, e.index)
         self._merging.discard(source.id)
         self._destroy_peer(sp, merged_into=region)
@@ -339,7 +344,10 @@ class Merge(Split):
             and target.initialized
             and target.region.region_epoch.version < merged.region_epoch.version
         ):
-            return  # our target replica is behind: it will merge us when it gets there
+            # Our target replica is behind: it will merge us when it gets there from its log,
+            # or a snapshot of it will replace us.
+            peer.merged_hint = merged
+            return
         # Otherwise nothing here is about to merge this replica. (Should a target replica
         # appear later — a split of a stale region here creating it — and reach the
         # CommitMerge, it asks for a snapshot instead of waiting for a source that is gone.)

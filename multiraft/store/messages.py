@@ -16,10 +16,10 @@ from multiraft.proto.serverpb_pb2 import (
 from multiraft.raft import Error, MessageType
 from router.codec import RAFT, FrameDecoder, FrameError
 
-from .merge import Merge
 from .peer import Peer
-from .region import covers, find_peer, is_epoch_stale, ranges_overlap
+from .region import find_peer, is_epoch_stale, ranges_overlap
 from .snapshot import SnapshotDecodeError, decode_snapshot_data
+from .split_check import SplitCheck
 
 __all__ = ['Inbound']
 
@@ -30,7 +30,7 @@ _MSG_HEARTBEAT: Final = MessageType.MsgHeartbeat
 _MSG_HEARTBEAT_RESPONSE: Final = MessageType.MsgHeartbeatResponse
 
 
-class Inbound(Merge):
+class Inbound(SplitCheck):
     """The inbound half of the store's messages."""
 
     def on_frame(self, from_store: int, data: bytes) -> None:
@@ -73,7 +73,9 @@ class Inbound(Merge):
             if peer is None:
                 self.stats.dropped_messages += 1
                 dead = self.tombstones.get(rid)
-                if dead is not None and is_epoch_stale(m.region_epoch, dead.region_epoch):
+                if dead is not None and (
+                    rid in self.merged_into or is_epoch_stale(m.region_epoch, dead.region_epoch)
+                ):
                     # A replica that missed its region's removal or merge: without a leader
                     # left to tell it, the stores that hold tombstones do (TiKV's GC).
                     self._send_stale_tombstone(m, dead)
@@ -150,9 +152,8 @@ class Inbound(Merge):
     def _check_snapshot(self, peer: Peer, m: RaftMessage) -> bool:
         """A snapshot may be applied only if it is a region snapshot naming this replica whose
         range overlaps no other region of this store (TiKV's check before stepping it) —
-        except replicas it supersedes: a region of a higher version whose range covers a
-        replica's whole range owns those keys now (the replica was merged away, or its range
-        given to another region), so such replicas are destroyed to make room."""
+        except stale source replicas a store told us were merged into this very region, by
+        the merge this snapshot holds (`Peer.merged_hint`): they are destroyed to make room."""
         try:
             snap = decode_snapshot_data(m.message.snapshot.data)
         except SnapshotDecodeError as e:
@@ -163,7 +164,7 @@ class Inbound(Merge):
         region = snap.region
         if region.id != peer.region.id or find_peer(region, peer.meta.id) is None:
             return False
-        stale: list[Peer] = []
+        merged: list[Peer] = []
         for other in self.peers.values():
             o = other.region
             if (
@@ -171,22 +172,24 @@ class Inbound(Merge):
                 and other.initialized
                 and ranges_overlap(region.start_key, region.end_key, o.start_key, o.end_key)
             ):
-                if o.region_epoch.version < region.region_epoch.version and covers(
-                    region.start_key, region.end_key, o.start_key, o.end_key
+                hint = other.merged_hint
+                if (
+                    hint is not None
+                    and hint.id == region.id
+                    and hint.region_epoch.version <= region.region_epoch.version
                 ):
-                    stale.append(other)
+                    merged.append(other)
                     continue
                 _log.debug(
                     "region %d: snapshot overlaps region %d here; dropped", region.id, o.id
                 )
                 return False
-        if stale and m.message.snapshot.metadata.index <= peer.node.commit_index():
+        if merged and m.message.snapshot.metadata.index <= peer.node.commit_index():
             return False  # raft would refuse it as stale: keep everything as it is
-        for other in stale:
+        for other in merged:
             _log.info(
-                "region %d: snapshot at version %d supersedes region %d here; destroyed",
+                "region %d: snapshot holds the merge of region %d; destroyed its stale replica",
                 region.id,
-                region.region_epoch.version,
                 other.region.id,
             )
             self._merging.discard(other.region.id)

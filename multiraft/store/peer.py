@@ -66,6 +66,13 @@ class Peer:
         "pending_apply",
         "want_rollback",
         "commit_merge_proposed",
+        "approx_keys",
+        "approx_bytes",
+        "load",
+        "load_keys",
+        "hot_checks",
+        "born",
+        "merged_hint",
     )
 
     def __init__(
@@ -122,6 +129,22 @@ class Peer:
         self.pending_apply: list[Entry] = []
         # Merging source, leader: the peers that want the merge rolled back.
         self.want_rollback: set[int] = set()
+        # The region's data here, kept up to date by the apply loop once known (-1: not
+        # counted yet; the split check counts it once).
+        self.approx_keys = -1
+        self.approx_bytes = -1
+        # Leader: requests (writes and reads) since the last split check, a sample of their
+        # keys, and the checks in a row that found the region hot (load-based split).
+        self.load = 0
+        self.load_keys: list[bytes] = []
+        self.hot_checks = 0
+        # The store tick at which this replica was opened or its range last changed (the
+        # automatic merge leaves young regions alone).
+        self.born = 0
+        # A store answered this stale replica that its region was merged into this region
+        # (as the merge left it), while the target replica here was behind: a snapshot of
+        # that target at that version or later replaces this replica (`_check_snapshot`).
+        self.merged_hint: Region | None = None
         # Merging source: the store tick at which this store last proposed the CommitMerge
         # on the target (0: never); re-proposed if nothing happened for a while.
         self.commit_merge_proposed = 0

@@ -16,7 +16,6 @@ __all__ = [
     "key_in_region",
     "check_key_in_region",
     "ranges_overlap",
-    "covers",
     "is_epoch_stale",
     "check_region_epoch",
     "find_peer",
@@ -40,11 +39,6 @@ def ranges_overlap(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -
     a_before_b = bool(a_end) and a_end <= b_start
     b_before_a = bool(b_end) and b_end <= a_start
     return not (a_before_b or b_before_a)
-
-
-def covers(a_start: bytes, a_end: bytes, b_start: bytes, b_end: bytes) -> bool:
-    """Whether `[a_start, a_end)` contains all of `[b_start, b_end)` (empty end = +inf)."""
-    return b_start >= a_start and (not a_end or (bool(b_end) and b_end <= a_end))
 
 
 def is_epoch_stale(epoch: RegionEpoch, current: RegionEpoch) -> bool:

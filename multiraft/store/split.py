@@ -188,9 +188,13 @@ class Split(Hibernation):
         me = regions[derived]
         wb.put(CF_RAFT_STATE, region_state_key(me.id), RegionLocalState(region=me).SerializeToString())
         peer.set_region(me)
+        peer.approx_keys = peer.approx_bytes = -1
+        peer.born = self.lanes.clock
         for i, region in enumerate(regions):
             if i != derived:
                 self._create_split_peer(region, records, wb, campaign=was_leader)
+        # Each piece may still be over the thresholds: the next split check looks again.
+        self._checked.update(r.id for r in regions)
         _log.info(
             "region %d: split at %d into %s",
             parent.id,

@@ -53,11 +53,14 @@ class Store(ApplyLoop):
     this module adds the round, the client API and the membership operations."""
 
     def tick(self) -> None:
-        """One base tick (see `Hibernation.tick`), and the merge checks every election
-        timeout."""
+        """One base tick (see `Hibernation.tick`), the merge checks every election timeout,
+        and the split check every `split_check_ticks`."""
         super().tick()
-        if (self._merging or self._merge_waiters) and self.lanes.clock % self.config.election_ticks == 0:
+        clock = self.lanes.clock
+        if (self._merging or self._merge_waiters) and clock % self.config.election_ticks == 0:
             self._check_merges()
+        if clock % self.config.split_check_ticks == 0:
+            self._check_splits()
 
     def _peer_for(self, region_id: int, epoch: RegionEpoch | None, keys: list[bytes]) -> Peer:
         peer = self.peers.get(region_id)
@@ -100,6 +103,8 @@ class Store(ApplyLoop):
                 callback(result, err)
 
             peer.submit_command(data, done)
+            if cmd.ops:
+                self.note_load(peer, cmd.ops[0].key)
         except StoreError as e:
             stats.failed(e.code)
             raise
@@ -122,6 +127,7 @@ class Store(ApplyLoop):
                 callback(read_applied(self.engine, self._unwritten, key), None)
 
         peer.submit_read(done)
+        self.note_load(peer, key)
         self.stats.reads += 1
         self._wake(region_id)
 

@@ -583,3 +583,68 @@ def test_simcluster_merge_raises_on_refusal() -> None:
     c = SimCluster(stores=3, seed=50, initial_regions=3)
     with pytest.raises((MergeRefused, OpFailed)):
         c.merge(1, 3)
+
+
+# -- automatic split and merge -------------------------------------------------------------
+
+
+def test_a_region_splits_by_size_and_merges_back_once_emptied() -> None:
+    cfg = StoreConfig(
+        region_split_size=2000,
+        region_split_keys=0,
+        region_merge_size=300,
+        region_merge_keys=10,
+        split_merge_cooldown_ticks=20,
+    )
+    c = SimCluster(stores=3, seed=60, initial_regions=1, store_config=cfg)
+    for i in range(400):
+        c.put(b"key%04d" % i, b"x" * 40)
+    c.run_until(lambda: len(c.regions()) >= 8, timeout=60)
+    c.run_until(lambda: _converged(c), timeout=30)
+    for r in c.regions():  # each piece is below the threshold, or about to split again
+        leader = c.stores[c.leader_of(r.id) or 0].peers[r.id]
+        assert leader.approx_bytes < 2 * cfg.region_split_size
+    stats = [s.stats.splits for s in c.stores.values()]
+    assert sum(v for st in stats for (t, o), v in st.items() if t == "size" and o == "ok") >= 7
+    for i in range(400):
+        assert c.get(b"key%04d" % i) == b"x" * 40
+        c.delete(b"key%04d" % i)
+    c.run_until(lambda: len(c.regions()) == 1, timeout=120)
+    c.run_until(lambda: _converged(c), timeout=30)
+    merges = [s.stats.merges for s in c.stores.values()]
+    assert sum(v for st in merges for (t, o), v in st.items() if t == "auto" and o == "ok") >= 7
+    c.put(b"after", b"1")
+    assert c.get(b"after") == b"1"
+
+
+def test_a_hot_region_splits_by_load_at_a_key_that_divides_it() -> None:
+    cfg = StoreConfig(region_split_qps=50, split_qps_checks=2, auto_merge=False)
+    c = SimCluster(stores=3, seed=61, initial_regions=1, store_config=cfg)
+    rng = random.Random(61)
+    keys = [b"k%03d" % i for i in range(100)]
+    for k in keys:
+        c.put(k, b"v")
+    # ~200 reads/s over the keys (virtual time), for a few seconds.
+    t_end = c.now + 6.0
+    while c.now < t_end and len(c.regions()) == 1:
+        for _ in range(4):
+            c.submit_get(rng.choice(keys))
+        c.run_for(0.02)
+    c.run_until(lambda: all(o.done for o in c.ops), timeout=30)
+    regions = c.regions()
+    assert len(regions) >= 2
+    boundary = regions[1].start_key
+    assert keys[20] < boundary < keys[80]  # near the middle of the load
+    assert any(o == "ok" and t == "load" for s in c.stores.values() for (t, o) in s.stats.splits)
+
+
+def test_no_automatic_merge_with_auto_merge_off_or_before_the_cooldown() -> None:
+    cfg = StoreConfig(region_merge_size=1000, region_merge_keys=100, split_merge_cooldown_ticks=50)
+    c = SimCluster(stores=3, seed=62, initial_regions=4, store_config=cfg)
+    c.run_for(3.0)  # 30 ticks: before the cooldown
+    assert len(c.regions()) == 4
+    c.run_until(lambda: len(c.regions()) < 4, timeout=30)
+    off = StoreConfig(auto_merge=False, region_merge_size=1000, region_merge_keys=100, split_merge_cooldown_ticks=5)
+    c = SimCluster(stores=3, seed=63, initial_regions=4, store_config=off)
+    c.run_for(10.0)
+    assert len(c.regions()) == 4
