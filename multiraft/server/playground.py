@@ -51,6 +51,11 @@ def add_playground_parser(sub: Any) -> argparse.ArgumentParser:
         help="stop the cluster after this many seconds once it is ready (for CI)",
     )
     p.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for leaders")
+    p.add_argument(
+        "--server-arg", action="append", default=[], metavar="ARG",
+        help="an argument for every store's `multiraft server`, e.g. "
+        "--server-arg=--region-split-size=65536 (repeatable)",
+    )
     return p
 
 
@@ -98,6 +103,7 @@ def run_playground(args: argparse.Namespace) -> int:
             initial_regions=args.initial_regions,
             base_port=args.base_port,
             base_tick_ms=args.base_tick_ms,
+            extra_args=args.server_arg,
         )
         _say(f"starting {args.stores} stores in {data_dir} ...")
         cluster.start_all()
@@ -184,6 +190,19 @@ def _remove_temp(data_dir: Path, keep: list[Path]) -> None:
             child.unlink(missing_ok=True)
 
 
+def _region_of(cluster: LocalCluster, key: bytes) -> int | None:
+    """The id of the region holding `key` (as store 1 sees it), if store 1 answers."""
+    try:
+        regions = cluster.admin(1, "/regions", timeout=2.0)["regions"]
+    except (OSError, ValueError):
+        return None
+    for r in regions:
+        start, end = bytes.fromhex(r["start_key"]), bytes.fromhex(r["end_key"])
+        if start <= key and (not end or key < end):
+            return int(r["id"])
+    return None
+
+
 def _print_banner(cluster: LocalCluster, leaders: dict[int, int], temp: bool) -> None:
     _say(f"\nmultiraft playground: {cluster.n} stores, {len(leaders)} regions, all with a leader\n")
     _say(f"{'STORE':<6} {'CLIENT':<18} {'ADMIN':<18} METRICS")
@@ -204,6 +223,10 @@ def _print_banner(cluster: LocalCluster, leaders: dict[int, int], temp: bool) ->
     _say(f"  {ctl} status")
     _say(f"  {ctl} regions")
     _say(f"  {ctl} transfer-leader 1 {other}")
+    rid = _region_of(cluster, b"m")
+    if rid is not None:
+        _say(f"  {ctl} split {rid} m          # cut region {rid} at key 'm' (prints the new region)")
+        _say(f"  {ctl} merge NEW {rid}         # NEW: the region split printed; merges it back")
     _say(f"  curl -s http://{s1.admin_addr}/metrics | grep multiraft_proposals")
     _say(f"\nLogs: {cluster.data_dir}/store-*.log.  Ctrl-C stops the cluster"
          + (" (and removes its temporary data dir, but for the logs of stores that died)."

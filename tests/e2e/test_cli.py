@@ -150,6 +150,7 @@ def test_playground_starts_and_stops(tmp_path: Path) -> None:
     assert "3 stores, 2 regions, all with a leader" in p.stdout
     assert f"127.0.0.1:{store_ports(base, 1)[2]}" in p.stdout  # an admin endpoint
     assert "multiraft ctl" in p.stdout and "multiraft kv" in p.stdout
+    assert " split 1 m " in p.stdout and " merge NEW 1 " in p.stdout  # "m" is in region 1 of 2
     assert "stopped." in p.stdout
 
 
