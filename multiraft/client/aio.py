@@ -383,6 +383,7 @@ class AsyncClient:
         total = self.timeout if timeout is None else timeout
         deadline = loop.time() + total
         failures = 0  # consecutive attempts that did not move us closer (for the backoff)
+        hops = 0  # attempts sent at once to a region a store named (no backoff)
         last = "no store tried yet"
         while True:
             if self._closed:
@@ -436,16 +437,24 @@ class AsyncClient:
                         continue
                 else:
                     self.cache.set_leader(region.id, None)
-            elif code == "EPOCH_NOT_MATCH":
-                self._learn_regions(err.get("current_regions"))
-                cached = self.cache.get(region.id)
-                if cached is not None and cached.version == region.version:
-                    # The store knows no newer layout than ours: ask everyone.
+            elif code in ("EPOCH_NOT_MATCH", "REGION_NOT_FOUND", "KEY_NOT_IN_REGION"):
+                # The layout changed (a split, a merge): the store names the regions that hold
+                # the key now, which are newer than what a lagging store may still describe.
+                if code == "EPOCH_NOT_MATCH":
+                    self._learn_regions(err.get("current_regions"))
+                    cached = self.cache.get(region.id)
+                    if cached is not None and cached.version == region.version:
+                        # The store knows no newer layout than ours: ask everyone.
+                        self.cache.invalidate(region.id)
+                else:
                     self.cache.invalidate(region.id)
-            elif code in ("REGION_NOT_FOUND", "KEY_NOT_IN_REGION"):
-                self.cache.invalidate(region.id)
-                if code == "KEY_NOT_IN_REGION":
-                    self._learn_regions([err.get("region")])
+                    self._learn_regions(err.get("current_regions"))
+                    if code == "KEY_NOT_IN_REGION":
+                        self._learn_regions([err.get("region")])
+                now = self.cache.lookup(key)
+                if now is not None and (now.id, now.version) != (region.id, region.version) and hops < 8:
+                    hops += 1
+                    continue  # a region to try that we did not know of: at once
             elif code == "INVALID_REQUEST":
                 raise InvalidRequest(code, f"{what}: {message}", err)
             elif not (err.get("retryable") or code in RETRYABLE_CODES):

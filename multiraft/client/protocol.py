@@ -40,8 +40,10 @@ Responses::
     NOT_LEADER         region_id, leader: {"peer_id", "store_id", "addr" (client address or
                        None)} when this store knows the leader
     EPOCH_NOT_MATCH    current_regions: [region, ...] (as in `regions`)
-    REGION_NOT_FOUND   region_id
-    KEY_NOT_IN_REGION  key, region
+    REGION_NOT_FOUND   region_id; current_regions: the regions of this store that hold the
+                       request's key now (it was merged or split away), when there are any
+    KEY_NOT_IN_REGION  key, region; current_regions: the regions of this store that hold the
+                       key, when there are any
     STALE_COMMAND, SERVER_BUSY, REGION_BUSY, TIMEOUT    (retry, with the same request id)
     INVALID_REQUEST    the request can never succeed as sent (bad field, unknown op)
     INTERNAL           a bug on the store; logged there

@@ -328,9 +328,13 @@ class ClientService:
             d["current_regions"] = [self.region_wire(r) for r in err.current_regions]
         elif isinstance(err, RegionNotFound):
             d["region_id"] = err.region_id
+            if err.current_regions:
+                d["current_regions"] = [self.region_wire(r) for r in err.current_regions]
         elif isinstance(err, KeyNotInRegion):
             d["key"] = err.key
             d["region"] = self.region_wire(err.region)
+            if err.current_regions:
+                d["current_regions"] = [self.region_wire(r) for r in err.current_regions]
         return d
 
     def _fail(self, conn: _Connection, rid: int | None, error: dict[str, Any]) -> None:

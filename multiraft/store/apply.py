@@ -86,6 +86,11 @@ class ApplyLoop(Inbound):
                         # This entry and the ones after it apply in a later round, in order.
                         peer.pending_apply = entries[i:]
                         break
+                    if err is None and peer.is_leader():
+                        # Followers learn the commit now (heartbeats carry it), not at the
+                        # next append: the layout changes everywhere at about the same time,
+                        # and the new regions' votes find their peers created.
+                        peer.node.ping()
                 else:
                     try:
                         cmd = decode_command(e.data)

@@ -198,6 +198,9 @@ class StoreBase:
         # size or load may call for a split), and the number of split checks so far.
         self._checked: set[int] = set()
         self._split_checks = 0
+        # A merge was prepared in this round: check the merges at its end (the CommitMerge
+        # goes out now rather than at the next merge-check tick).
+        self._merge_check_due = False
         # Regions whose waiting entries may be applied again this round.
         self._resume_apply: set[int] = set()
         # KV writes of applied commands whose round is not committed yet (see KvApplier).

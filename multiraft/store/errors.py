@@ -55,30 +55,40 @@ class NotLeader(StoreError):
 
 
 class RegionNotFound(StoreError):
+    """No replica of the region here; `current_regions` are the regions here that now hold
+    the keys asked for (the region was merged away or split), if any."""
+
     code = "REGION_NOT_FOUND"
     retryable = True
 
-    def __init__(self, region_id: int) -> None:
+    def __init__(self, region_id: int, current_regions: list[Region] | None = None) -> None:
         super().__init__(f"region {region_id} not found on this store")
         self.region_id = region_id
+        self.current_regions = current_regions or []
 
     def to_wire(self) -> dict[str, Any]:
         d = super().to_wire()
         d["region_id"] = self.region_id
+        if self.current_regions:
+            d["current_regions"] = [r.SerializeToString() for r in self.current_regions]
         return d
 
 
 class KeyNotInRegion(StoreError):
+    """`region` (as it is now) does not hold `key`; `current_regions` are the regions of this
+    store that do, if any."""
+
     code = "KEY_NOT_IN_REGION"
     retryable = True
 
-    def __init__(self, key: bytes, region: Region) -> None:
+    def __init__(self, key: bytes, region: Region, current_regions: list[Region] | None = None) -> None:
         super().__init__(
             f"key {key!r} is not in region {region.id} "
             f"[{region.start_key!r}, {region.end_key!r})"
         )
         self.key = key
         self.region = region
+        self.current_regions = current_regions or []
 
 
 class EpochNotMatch(StoreError):

@@ -161,6 +161,7 @@ class Merge(Split):
         peer.set_region(region)
         peer.merge_state = state
         self._merging.add(region.id)
+        self._merge_check_due = True
         # Nothing proposed after this applies (the epoch moved); reads stop here.
         peer.fail_after(e.index, RegionBusy(f"region {region.id} is merging"))
         self._wake(region.id)

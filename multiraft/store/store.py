@@ -63,14 +63,19 @@ class Store(ApplyLoop):
             self._check_splits()
 
     def _peer_for(self, region_id: int, epoch: RegionEpoch | None, keys: list[bytes]) -> Peer:
+        """The region's initialized peer here for a request on `keys` made at `epoch` (the
+        client's view; EpochNotMatch with the current region if it is stale, as in TiKV)."""
         peer = self.peers.get(region_id)
         if peer is None or not peer.initialized:
-            raise RegionNotFound(region_id)
+            # (The region that holds the key here now, if any, as a hint for the client.)
+            holder = self.region_for_key(keys[0]) if keys else None
+            raise RegionNotFound(region_id, [holder] if holder is not None else None)
         if epoch is not None:
             check_region_epoch(epoch, peer.region, check_conf_ver=False)
         for k in keys:
             if not key_in_region(k, peer.region):
-                raise KeyNotInRegion(k, peer.region)
+                holder = self.region_for_key(k)
+                raise KeyNotInRegion(k, peer.region, [holder] if holder is not None else None)
         if peer.merge_state is not None:
             raise RegionBusy(f"region {region_id} is merging")
         return peer
@@ -269,6 +274,9 @@ class Store(ApplyLoop):
                     work.append((peer, []))
         # What raft hands out to apply is committed and already durable here.
         self._apply(work)
+        if self._merge_check_due:
+            self._merge_check_due = False
+            self._check_merges()
         if batcher.submit(block=restored) is not None and restored:
             # A snapshot's data must be readable before the region serves from it: wait
             # (rare; an inline batcher committed already).
