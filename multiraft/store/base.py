@@ -167,6 +167,8 @@ class StoreBase:
         # stores not heard from for an election timeout.
         self._last_heard: dict[int, int] = {}
         self._suspected: set[int] = set()
+        # The stores a frame came from since this store started.
+        self._heard: set[int] = set()
         # Stores a frame went to since the last tick (the others get a store heartbeat).
         self._sent_since_tick: set[int] = set()
         self.lanes = OutboundLanes(store_id, max_frame_bytes=self.config.max_frame_bytes)
