@@ -36,7 +36,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         409: "Conflicts with the region's epoch or with a change in progress; for a merge "
         "also: not adjacent, not on the same stores, or rolled back.",
         503: "No leader known (the `leader` hint may help), forwarding failed, or stopping.",
-        504: "Accepted but not applied in time; check the region.",
+        504: "Accepted but not applied in time; check the region. For a new voter "
+        "(CATCH_UP_TIMEOUT): its learner did not catch up in time and stays a learner.",
     }
     return {str(c): _json(_ERR, text[c]) for c in codes}
 
@@ -146,9 +147,13 @@ OPENAPI: dict[str, Any] = {
         "/regions/{id}/peers": {
             "post": {
                 "summary": "Add a replica on a store (a voter, or a learner).",
-                "description": "Answers once the membership change is applied on the leader; "
-                "the new replica catches up by snapshot. Adding a voter on a store holding a "
-                "learner promotes it.",
+                "description": "A learner: answers once it is added (applied on the leader); "
+                "it catches up by snapshot. A voter: added as a learner first and promoted "
+                "once it caught up (it holds the region's data and lacks at most a few log "
+                "entries); answers once it is a voter, or 504 CATCH_UP_TIMEOUT if it did not "
+                "catch up within `timeout` seconds — it then stays a learner, the region's "
+                "voters are unchanged. Adding a voter on a store holding a learner promotes "
+                "it the same way.",
                 "operationId": "addPeer",
                 "security": _AUTH,
                 "parameters": [_REGION_ID],
@@ -164,6 +169,15 @@ OPENAPI: dict[str, Any] = {
                                         "type": "string",
                                         "enum": ["voter", "learner"],
                                         "default": "voter",
+                                    },
+                                    "timeout": {
+                                        "type": "number",
+                                        "exclusiveMinimum": True,
+                                        "minimum": 0,
+                                        "maximum": 3600,
+                                        "description": "Seconds to wait: for a voter, for its "
+                                        "learner to catch up (default 60); for a learner, for "
+                                        "the change to apply (default 15).",
                                     },
                                 },
                                 "required": ["store_id"],
@@ -357,8 +371,15 @@ OPENAPI: dict[str, Any] = {
                                         "demoting_voter",
                                     ],
                                 },
+                                "matched": {
+                                    "type": "integer",
+                                    "nullable": True,
+                                    "description": "On the leader's store: the last log "
+                                    "index the leader knows this replica holds (0: none yet; "
+                                    "the leader's own: its last index). Null elsewhere.",
+                                },
                             },
-                            "required": ["id", "store_id", "role"],
+                            "required": ["id", "store_id", "role", "matched"],
                         },
                     },
                     "leader": {
