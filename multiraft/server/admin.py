@@ -1,6 +1,9 @@
 """The admin HTTP API and the Prometheus endpoint of a store (aiohttp, on `admin_addr`).
 
-Read-only: `GET /metrics`, `/health`, `/status`, `/regions`, `/regions/{id}`, `/openapi.json`.
+Read-only: `GET /metrics`, `/health`, `/status`, `/stores`, `/regions`, `/regions/{id}`,
+`/openapi.json`. `/stores` (and the `stores` of `/status`) is every store known with its state
+as this store sees the cluster: up, down, unreachable (from which stores), or unknown
+(`gossip.cluster_view`).
 Mutating (bearer token if `admin_token` is set): `POST /regions/{id}/transfer-leader`,
 `POST /regions/{id}/peers`, `DELETE /regions/{id}/peers/{store_id}`, `POST
 /regions/{id}/split`, `POST /regions/{id}/merge`. A mutating call asked of
@@ -19,6 +22,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +166,7 @@ class AdminServer:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/health", self.health)
         app.router.add_get("/status", self.status)
+        app.router.add_get("/stores", self.stores)
         app.router.add_get("/regions", self.regions)
         app.router.add_get("/regions/{id}", self.region)
         app.router.add_post("/regions/{id}/transfer-leader", self.transfer_leader)
@@ -223,11 +228,41 @@ class AdminServer:
                     "client": node.client_addr,
                     "admin": node.admin_addr,
                 },
-                "stores": node.addrs.to_json(),
+                "stores": {str(s["store_id"]): s for s in self._stores_json()},
                 "uptime_seconds": round(node.uptime(), 3),
                 "stopping": node.stopping,
             }
         )
+
+    async def stores(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"store_id": self.node.config.store_id, "stores": self._stores_json()}
+        )
+
+    def _stores_json(self) -> list[dict[str, Any]]:
+        node = self.node
+        addrs = node.addrs
+        now = time.time()
+        out = []
+        for st in node.cluster_view():
+            sid = st.store_id
+            out.append(
+                {
+                    "store_id": sid,
+                    "state": st.state,
+                    "peer_addr": addrs.peer.get(sid, ""),
+                    "client_addr": addrs.client.get(sid, ""),
+                    "admin_addr": addrs.admin.get(sid, ""),
+                    "last_heard_seconds_ago": (
+                        round(st.last_heard_ago, 1) if st.last_heard_ago is not None else None
+                    ),
+                    "down_since": (
+                        round(now - st.silent_for, 1) if st.silent_for is not None else None
+                    ),
+                    "unreachable_from": list(st.unreachable_from),
+                }
+            )
+        return out
 
     def _region_json(self, peer: Peer) -> dict[str, Any]:
         store = self.node.store

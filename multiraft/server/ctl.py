@@ -72,7 +72,8 @@ def add_ctl_parser(sub: Any) -> argparse.ArgumentParser:
         "--timeout", type=float, default=30.0, help="seconds to wait for a change (default 30)"
     )
     cmds = p.add_subparsers(dest="ctl_command", required=True)
-    cmds.add_parser("status", help="the store's status")
+    cmds.add_parser("status", help="the store's status and every store's state")
+    cmds.add_parser("stores", help="every store known, with its state (up, down, unreachable)")
     cmds.add_parser("regions", help="the regions on the store")
     r = cmds.add_parser("region", help="one region")
     r.add_argument("id", type=int)
@@ -153,12 +154,44 @@ def _status_text(s: dict[str, Any]) -> str:
     ]
     stores = s.get("stores") or {}
     if stores:
-        rows = [
-            [sid, v.get("peer_addr", ""), v.get("client_addr", ""), v.get("admin_addr", "")]
-            for sid, v in sorted(stores.items(), key=lambda kv: int(kv[0]))
-        ]
-        lines += ["", _table(["STORE", "PEER", "CLIENT", "ADMIN"], rows)]
+        ordered = [v for _, v in sorted(stores.items(), key=lambda kv: int(kv[0]))]
+        lines += ["", _stores_text(ordered, s["store_id"])]
     return "\n".join(lines)
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _stores_text(stores: list[dict[str, Any]], me: int, now: float | None = None) -> str:
+    """The store table: state, since when a store is not heard from, from which stores."""
+    now = time.time() if now is None else now
+    rows = []
+    for v in stores:
+        sid = v["store_id"]
+        since = ""
+        if v.get("down_since") is not None:
+            t = float(v["down_since"])
+            since = f"{time.strftime('%H:%M:%S', time.localtime(t))} ({_ago(max(0.0, now - t))} ago)"
+        elif v["state"] != "up" and v.get("last_heard_seconds_ago") is None and sid != me:
+            since = "never heard"
+        rows.append(
+            [
+                f"{sid} (this)" if sid == me else str(sid),
+                v["state"],
+                since,
+                ",".join(str(x) for x in v.get("unreachable_from") or []),
+                v.get("peer_addr", ""),
+                v.get("client_addr", ""),
+                v.get("admin_addr", ""),
+            ]
+        )
+    headers = ["STORE", "STATE", "NOT HEARD SINCE", "UNREACHABLE FROM", "PEER", "CLIENT", "ADMIN"]
+    return _table(headers, rows)
 
 
 def _wait(
@@ -299,6 +332,9 @@ def _run(args: argparse.Namespace, split_keys: list[bytes]) -> str | None:
     if cmd == "status":
         s = c.get("/status")
         return json.dumps(s, indent=2) if as_json else _status_text(s)
+    if cmd == "stores":
+        doc = c.get("/stores")
+        return json.dumps(doc, indent=2) if as_json else _stores_text(doc["stores"], doc["store_id"])
     if cmd == "regions":
         regions = c.get("/regions")["regions"]
         return json.dumps({"regions": regions}, indent=2) if as_json else _region_rows(regions)

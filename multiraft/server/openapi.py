@@ -86,9 +86,34 @@ OPENAPI: dict[str, Any] = {
         },
         "/status": {
             "get": {
-                "summary": "The store: ids, counts, addresses, uptime.",
+                "summary": "The store: ids, counts, addresses, uptime, and every store known "
+                "with its state.",
                 "operationId": "status",
                 "responses": {"200": _json(_ref("Status"), "The store's status.")},
+            }
+        },
+        "/stores": {
+            "get": {
+                "summary": "Every store known, with its state as this store sees the cluster.",
+                "description": "From this store's liveness view (store heartbeats every tick; "
+                "a store not heard from for an election timeout is suspected) and the views "
+                "the other stores gossip: `up` (every store that watches it hears from it), "
+                "`down` (none does), `unreachable` (some do, some do not: see "
+                "`unreachable_from`), `unknown` (no view of it yet).",
+                "operationId": "listStores",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "store_id": {"type": "integer", "description": "This store."},
+                                "stores": {"type": "array", "items": _ref("StoreState")},
+                            },
+                            "required": ["store_id", "stores"],
+                        },
+                        "The stores, by id.",
+                    )
+                },
             }
         },
         "/regions": {
@@ -418,6 +443,47 @@ OPENAPI: dict[str, Any] = {
                 "properties": {"region": {"$ref": "#/components/schemas/Region"}},
                 "required": ["region"],
             },
+            "StoreState": {
+                "type": "object",
+                "properties": {
+                    "store_id": {"type": "integer"},
+                    "state": {
+                        "type": "string",
+                        "enum": ["up", "down", "unreachable", "unknown"],
+                    },
+                    "peer_addr": {"type": "string"},
+                    "client_addr": {"type": "string"},
+                    "admin_addr": {"type": "string"},
+                    "last_heard_seconds_ago": {
+                        "type": "number",
+                        "nullable": True,
+                        "description": "Since this store last heard from it; null if never "
+                        "since this store started (0 for this store itself).",
+                    },
+                    "down_since": {
+                        "type": "number",
+                        "nullable": True,
+                        "description": "Unix time since which this store has not heard from "
+                        "it (it is suspected down here); null if it hears from it.",
+                    },
+                    "unreachable_from": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "description": "The stores (this one included) that do not hear "
+                        "from it.",
+                    },
+                },
+                "required": [
+                    "store_id",
+                    "state",
+                    "peer_addr",
+                    "client_addr",
+                    "admin_addr",
+                    "last_heard_seconds_ago",
+                    "down_since",
+                    "unreachable_from",
+                ],
+            },
             "Status": {
                 "type": "object",
                 "properties": {
@@ -436,15 +502,8 @@ OPENAPI: dict[str, Any] = {
                     },
                     "stores": {
                         "type": "object",
-                        "description": "Addresses of every store known, by store id.",
-                        "additionalProperties": {
-                            "type": "object",
-                            "properties": {
-                                "peer_addr": {"type": "string"},
-                                "client_addr": {"type": "string"},
-                                "admin_addr": {"type": "string"},
-                            },
-                        },
+                        "description": "Every store known, by store id (as GET /stores).",
+                        "additionalProperties": _ref("StoreState"),
                     },
                     "uptime_seconds": {"type": "number"},
                     "stopping": {"type": "boolean"},
