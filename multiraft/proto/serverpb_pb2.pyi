@@ -151,14 +151,16 @@ class StoreAddress(_message.Message):
     def __init__(self, store_id: _Optional[int] = ..., peer_addr: _Optional[str] = ..., client_addr: _Optional[str] = ..., admin_addr: _Optional[str] = ...) -> None: ...
 
 class StoreGossip(_message.Message):
-    __slots__ = ("stores", "heard", "suspected")
+    __slots__ = ("stores", "heard", "suspected", "removed")
     STORES_FIELD_NUMBER: _ClassVar[int]
     HEARD_FIELD_NUMBER: _ClassVar[int]
     SUSPECTED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
     stores: _containers.RepeatedCompositeFieldContainer[StoreAddress]
     heard: _containers.RepeatedScalarFieldContainer[int]
     suspected: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, stores: _Optional[_Iterable[_Union[StoreAddress, _Mapping]]] = ..., heard: _Optional[_Iterable[int]] = ..., suspected: _Optional[_Iterable[int]] = ...) -> None: ...
+    removed: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, stores: _Optional[_Iterable[_Union[StoreAddress, _Mapping]]] = ..., heard: _Optional[_Iterable[int]] = ..., suspected: _Optional[_Iterable[int]] = ..., removed: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Handshake(_message.Message):
     __slots__ = ("cluster_id", "store_id", "peer_addr", "client_addr", "admin_addr")

@@ -10,8 +10,10 @@ Three sources, in order of authority:
    never replacing what is known — so a stale address one store remembers cannot undo what
    another store said of itself.
 
-The book is kept in the data dir (`stores.json`) so that a restarted store can reach stores
-that joined after the initial cluster. A wildcard host (0.0.0.0, ::) is never a peer address
+A store removed from the cluster for good (`remove`, gossiped) is forgotten and never learned
+again, whatever any source says. The book is kept in the data dir (`stores.json`, removed
+stores as `{"removed": true}`) so that a restarted store can reach stores that joined after the
+initial cluster. A wildcard host (0.0.0.0, ::) is never a peer address
 to dial; advertised client and admin addresses with one are completed with the host of the
 store's peer address.
 """
@@ -75,20 +77,35 @@ class StoreAddrs:
         self.admin: dict[int, str] = {}
         # Stores whose peer address comes from the configuration.
         self.configured: set[int] = set()
+        # Stores removed from the cluster for good.
+        self.removed: set[int] = set()
 
     def ids(self) -> set[int]:
         """Every store known, with at least one address."""
         return set(self.peer) | set(self.client) | set(self.admin)
 
     def configure_peer(self, store_id: int, peer_addr: str) -> None:
-        self.peer[store_id] = peer_addr
-        self.configured.add(store_id)
+        if store_id not in self.removed:
+            self.peer[store_id] = peer_addr
+            self.configured.add(store_id)
+
+    def remove(self, store_id: int) -> bool:
+        """Forget `store_id` for good; False if it was removed already."""
+        if store_id in self.removed:
+            return False
+        self.removed.add(store_id)
+        self.configured.discard(store_id)
+        for book in (self.peer, self.client, self.admin):
+            book.pop(store_id, None)
+        return True
 
     def learn_first_hand(
         self, store_id: int, peer_addr: str, client_addr: str, admin_addr: str
     ) -> tuple[bool, bool]:
         """What a store said of itself (its handshake): (anything changed, its peer address
         changed)."""
+        if store_id in self.removed:
+            return False, False
         changed = False
         for book, addr in (
             (self.client, reachable(client_addr, peer_addr)),
@@ -115,7 +132,7 @@ class StoreAddrs:
         new_peers: list[int] = []
         for e in entries:
             sid = e.store_id
-            if sid == me or sid <= 0:
+            if sid == me or sid <= 0 or sid in self.removed:
                 continue
             if e.peer_addr and sid not in self.peer and _dialable(e.peer_addr):
                 self.peer[sid] = e.peer_addr
@@ -142,7 +159,7 @@ class StoreAddrs:
         ]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             str(s): {
                 "peer_addr": self.peer.get(s, ""),
                 "client_addr": self.client.get(s, ""),
@@ -150,6 +167,9 @@ class StoreAddrs:
             }
             for s in sorted(self.ids())
         }
+        for s in sorted(self.removed):
+            doc[str(s)] = {"removed": True}
+        return doc
 
     # -- kept in the data dir ------------------------------------------------------------------
 
@@ -166,13 +186,16 @@ class StoreAddrs:
             if not sid_s.isdigit() or not isinstance(entry, dict) or int(sid_s) == me:
                 continue
             sid = int(sid_s)
+            if entry.get("removed") is True:
+                self.remove(sid)
+                continue
             for book, key in (
                 (self.peer, "peer_addr"),
                 (self.client, "client_addr"),
                 (self.admin, "admin_addr"),
             ):
                 v = entry.get(key)
-                if isinstance(v, str) and v:
+                if isinstance(v, str) and v and sid not in self.removed:
                     book.setdefault(sid, v)
 
     def save(self, path: Path) -> None:

@@ -4,7 +4,8 @@ Read-only: `GET /metrics`, `/health`, `/status`, `/stores`, `/regions`, `/region
 `/openapi.json`. `/stores` (and the `stores` of `/status`) is every store known with its state
 as this store sees the cluster: up, down, unreachable (from which stores), or unknown
 (`gossip.cluster_view`).
-Mutating (bearer token if `admin_token` is set): `POST /regions/{id}/transfer-leader`,
+Mutating (bearer token if `admin_token` is set): `DELETE /stores/{id}` (forget a dead store
+for good, once no replica here is on it), `POST /regions/{id}/transfer-leader`,
 `POST /regions/{id}/peers`, `DELETE /regions/{id}/peers/{store_id}`, `POST
 /regions/{id}/split`, `POST /regions/{id}/merge`. A mutating call asked of
 a follower is forwarded to the leader's store (its admin address comes from the peer
@@ -167,6 +168,7 @@ class AdminServer:
         app.router.add_get("/health", self.health)
         app.router.add_get("/status", self.status)
         app.router.add_get("/stores", self.stores)
+        app.router.add_delete("/stores/{store_id}", self.remove_store)
         app.router.add_get("/regions", self.regions)
         app.router.add_get("/regions/{id}", self.region)
         app.router.add_post("/regions/{id}/transfer-leader", self.transfer_leader)
@@ -238,6 +240,41 @@ class AdminServer:
         return web.json_response(
             {"store_id": self.node.config.store_id, "stores": self._stores_json()}
         )
+
+    async def remove_store(self, request: web.Request) -> web.Response:
+        """Forget a store that is gone for good (gossiped to every store). Only a store that
+        no running store hears from, and that no region on this store has a replica on."""
+        self._auth(request)
+        sid = self._store_id_param(request)
+        node = self.node
+        me = node.config.store_id
+        if sid == me:
+            raise ApiError(400, "BAD_REQUEST", f"store {sid} is the store asked: ask another one")
+        if sid not in node.addrs.removed:
+            view = {s.store_id: s for s in node.cluster_view()}
+            if sid not in view:
+                raise ApiError(404, "STORE_NOT_FOUND", f"store {sid} is not known here")
+            if view[sid].state != "down":
+                raise ApiError(
+                    409,
+                    "STORE_NOT_DOWN",
+                    f"store {sid} is {view[sid].state} as store {me} sees the cluster: only a "
+                    "store that no running store hears from can be removed",
+                )
+            holding = sorted(
+                rid
+                for rid, peer in node.store.peers.items()
+                if any(p.store_id == sid for p in peer.region.peers)
+            )
+            if holding:
+                raise ApiError(
+                    409,
+                    "STORE_HAS_REPLICAS",
+                    f"regions {holding} still have a replica on store {sid}: move them first "
+                    f"(add-peer R NEW, remove-peer R {sid})",
+                )
+            node.remove_store(sid)
+        return web.json_response({"store_id": me, "stores": self._stores_json()})
 
     def _stores_json(self) -> list[dict[str, Any]]:
         node = self.node
@@ -343,10 +380,8 @@ class AdminServer:
 
     async def remove_peer(self, request: web.Request) -> web.StreamResponse:
         self._auth(request)
-        raw = request.match_info["store_id"]
-        if not raw.isdigit() or int(raw) <= 0:
-            raise ApiError(400, "BAD_REQUEST", f"store id must be a positive integer, got {raw!r}")
-        return await self._change(request, None, "remove", int(raw), CHANGE_TIMEOUT)
+        store_id = self._store_id_param(request)
+        return await self._change(request, None, "remove", store_id, CHANGE_TIMEOUT)
 
     async def _change(
         self,
@@ -516,6 +551,13 @@ class AdminServer:
         got = request.headers.get("Authorization", "")
         if got != f"Bearer {token}":
             raise ApiError(401, "UNAUTHORIZED", "a valid bearer token is required")
+
+    @staticmethod
+    def _store_id_param(request: web.Request) -> int:
+        raw = request.match_info["store_id"]
+        if not raw.isdigit() or int(raw) <= 0:
+            raise ApiError(400, "BAD_REQUEST", f"store id must be a positive integer, got {raw!r}")
+        return int(raw)
 
     def _peer(self, request: web.Request) -> Peer:
         raw = request.match_info["id"]

@@ -74,6 +74,10 @@ def add_ctl_parser(sub: Any) -> argparse.ArgumentParser:
     cmds = p.add_subparsers(dest="ctl_command", required=True)
     cmds.add_parser("status", help="the store's status and every store's state")
     cmds.add_parser("stores", help="every store known, with its state (up, down, unreachable)")
+    rs = cmds.add_parser(
+        "remove-store", help="forget a dead store for good (once its replicas were moved)"
+    )
+    rs.add_argument("store", type=int)
     cmds.add_parser("regions", help="the regions on the store")
     r = cmds.add_parser("region", help="one region")
     r.add_argument("id", type=int)
@@ -335,6 +339,11 @@ def _run(args: argparse.Namespace, split_keys: list[bytes]) -> str | None:
     if cmd == "stores":
         doc = c.get("/stores")
         return json.dumps(doc, indent=2) if as_json else _stores_text(doc["stores"], doc["store_id"])
+    if cmd == "remove-store":
+        doc = c.request("DELETE", f"/stores/{args.store}")
+        if as_json:
+            return json.dumps(doc, indent=2)
+        return f"store {args.store} removed\n{_stores_text(doc['stores'], doc['store_id'])}"
     if cmd == "regions":
         regions = c.get("/regions")["regions"]
         return json.dumps({"regions": regions}, indent=2) if as_json else _region_rows(regions)

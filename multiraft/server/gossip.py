@@ -4,8 +4,8 @@ see each store's liveness.
 A store joining through any one running store (`--join --initial-cluster <that store>`) is
 known at first to that store only; the others must learn its addresses before a region leader
 there can send it anything. So stores tell each other what they know, in a RAFT frame of its
-own carrying a `StoreGossip` (the sender's whole address book and its liveness view: the
-stores it hears from and those it does not):
+own carrying a `StoreGossip` (the sender's whole address book, the stores removed from the
+cluster, and its liveness view: the stores it hears from and those it does not):
 
 - to the other side of every handshake (a new connection, either direction);
 - to every known store whenever the book or the liveness view changed (at the next tick), and
@@ -15,7 +15,7 @@ stores it hears from and those it does not):
 - to every known store when a frame must go to a store we have no address for (at most once
   per `ask_interval` seconds): whoever knows it answers.
 
-Books only grow, so this converges. What a store learns second hand never replaces what it
+Books only grow (a removed store stays removed), so this converges. What a store learns second hand never replaces what it
 knows (`addrbook.StoreAddrs`). The stores a store learns of are watched by its store layer
 (store heartbeats every tick: `Store.track_store`), which dials them, so they learn of it too.
 
@@ -50,8 +50,9 @@ UNKNOWN = "unknown"
 class Gossip:
     """The gossip of one store (module docstring). `send(store, frame)` sends a frame;
     `learned(store_ids)` is called with the stores whose peer address this store just
-    learned second hand; `saved()` when the book changed (to persist it). Times are the
-    caller's monotonic seconds."""
+    learned second hand, `removed(store_ids)` with the stores it just heard were removed;
+    `saved()` when the book changed (to persist it). Times are the caller's monotonic
+    seconds."""
 
     def __init__(
         self,
@@ -60,6 +61,7 @@ class Gossip:
         send: Callable[[int, bytes], None],
         learned: Callable[[list[int]], None],
         saved: Callable[[], None],
+        removed: Callable[[list[int]], None] | None = None,
         *,
         interval_ticks: int = 50,
         ask_interval: float = 1.0,
@@ -69,6 +71,7 @@ class Gossip:
         self._send = send
         self._learned = learned
         self._saved = saved
+        self._removed = removed
         self.interval_ticks = max(1, interval_ticks)
         self.ask_interval = ask_interval
         # The latest liveness view each store gossiped.
@@ -82,7 +85,10 @@ class Gossip:
     def message(self) -> StoreGossip:
         v = self._view
         return StoreGossip(
-            stores=self.book.to_proto(), heard=sorted(v.heard), suspected=sorted(v.suspected)
+            stores=self.book.to_proto(),
+            heard=sorted(v.heard),
+            suspected=sorted(v.suspected),
+            removed=sorted(self.book.removed),
         )
 
     def send_to(self, store_id: int) -> None:
@@ -126,22 +132,29 @@ class Gossip:
     def on_gossip(self, sender: int, g: StoreGossip, now: float) -> None:
         """`sender`'s gossip arrived."""
         self.views[sender] = View(frozenset(g.heard), frozenset(g.suspected), now)
+        gone = [s for s in g.removed if s != self.me and self.book.remove(s)]
+        if gone:
+            _log.info("store %d told us stores %s were removed from the cluster", sender, gone)
+            self.views = {s: v for s, v in self.views.items() if s not in gone}
+            if self._removed is not None:
+                self._removed(gone)
         changed, new_peers = self.book.learn_second_hand(self.me, g.stores)
         if new_peers:
             _log.info("store %d told us of stores %s", sender, new_peers)
             self._learned(new_peers)
-        if changed:
+        if changed or gone:
             self._saved()
             self._dirty = True
         theirs = {e.store_id for e in g.stores}
-        if set(self.book.peer) - theirs:
-            self.send_to(sender)  # it lacks stores we know: answer
+        if set(self.book.peer) - theirs or self.book.removed - set(g.removed):
+            self.send_to(sender)  # it lacks what we know: answer
 
 
 @dataclass(frozen=True, slots=True)
 class View:
     """A store's liveness view: the stores it hears from, those it suspects down (silent for
-    an election timeout), and when we got it (monotonic seconds)."""
+    an election timeout; a store watched but not heard from yet is in neither), and when we
+    got it (monotonic seconds)."""
 
     heard: frozenset[int]
     suspected: frozenset[int]
@@ -151,7 +164,7 @@ class View:
     def of(liveness: Iterable[StoreLiveness], at: float = 0.0) -> View:
         lv = list(liveness)
         return View(
-            frozenset(s.store_id for s in lv if not s.suspected),
+            frozenset(s.store_id for s in lv if s.heard and not s.suspected),
             frozenset(s.store_id for s in lv if s.suspected),
             at,
         )

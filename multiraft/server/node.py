@@ -100,6 +100,8 @@ class StoreNode:
         self._gossip: Gossip | None = None
         # The stores not heard from at the last tick (their changes are logged).
         self._suspected: frozenset[int] = frozenset()
+        # Removed stores the store layer still watches (a region here has a replica there).
+        self._lingering: set[int] = set()
         self._in_round = False
         self._stopping = False
         self._stopped: asyncio.Event | None = None
@@ -190,6 +192,7 @@ class StoreNode:
                 self._send,
                 self._learned,
                 self._save_addrs,
+                self._on_removed,
                 interval_ticks=round(_GOSSIP_INTERVAL * 1000 / c.base_tick_ms),
             )
             await self._start_transport()
@@ -388,6 +391,8 @@ class StoreNode:
         if suspected != self._suspected:
             self._log_liveness(self._suspected, suspected)
             self._suspected = suspected
+        if self._lingering and store.lanes.clock % 10 == 0:
+            self._forget(list(self._lingering))
         if self._gossip is not None:
             self._gossip.tick(store.store_liveness())
         self.kick()
@@ -441,8 +446,10 @@ class StoreNode:
     def _on_unreachable(self, store_id: int) -> None:
         self.unreachable_reports += 1
         _log.debug("store %d unreachable", store_id)
-        if store_id not in self.addrs.peer and self._gossip is not None:
-            self._gossip.ask(store_id, time.monotonic())
+        addrs = self.addrs
+        g = self._gossip
+        if store_id not in addrs.peer and store_id not in addrs.removed and g is not None:
+            g.ask(store_id, time.monotonic())
         report = getattr(self._store, "report_unreachable", None)
         if report is not None:
             report(store_id)
@@ -479,6 +486,38 @@ class StoreNode:
                 t.add_store(sid, addr)
             if store is not None:
                 store.track_store(sid)
+
+    def remove_store(self, store_id: int) -> None:
+        """Forget `store_id` for good, here and (gossiped) on every store: its address is
+        dropped, its handshakes refused, it is no longer watched. The caller checks that it is
+        down and holds no replica here (admin.py)."""
+        if store_id == self.config.store_id or not self.addrs.remove(store_id):
+            return
+        _log.info("store %d removed from the cluster", store_id)
+        self._save_addrs()
+        self._on_removed([store_id])
+        if self._gossip is not None:
+            self._gossip.changed()
+
+    def _on_removed(self, store_ids: list[int]) -> None:
+        if self._transport is not None:
+            for sid in store_ids:
+                self._transport.remove_store(sid)
+        self._forget(store_ids)
+
+    def _forget(self, store_ids: list[int]) -> None:
+        """Stop watching removed stores; one a region here still has a replica on is kept
+        until that replica is removed from the region."""
+        store = self._store
+        if store is None:
+            return
+        for sid in store_ids:
+            try:
+                store.forget_store(sid)
+            except StoreError:
+                self._lingering.add(sid)
+            else:
+                self._lingering.discard(sid)
 
     def cluster_view(self) -> list[StoreState]:
         """Every store known, with its state as this store sees the cluster (gossip.py)."""

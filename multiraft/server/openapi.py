@@ -32,9 +32,10 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Bad input: invalid JSON, wrong types, unknown role, or a change that can never "
         "succeed (e.g. the store already has a replica).",
         401: "The admin token is set and the request did not carry it.",
-        404: "No such region on this store.",
+        404: "No such region (or store) on this store.",
         409: "Conflicts with the region's epoch or with a change in progress; for a merge "
-        "also: not adjacent, not on the same stores, or rolled back.",
+        "also: not adjacent, not on the same stores, or rolled back; for a store removal: "
+        "the store is not down, or a region here still has a replica on it.",
         503: "No leader known (the `leader` hint may help), forwarding failed, or stopping.",
         504: "Accepted but not applied in time; check the region. For a new voter "
         "(CATCH_UP_TIMEOUT): its learner did not catch up in time and stays a learner.",
@@ -113,6 +114,41 @@ OPENAPI: dict[str, Any] = {
                         },
                         "The stores, by id.",
                     )
+                },
+            }
+        },
+        "/stores/{store_id}": {
+            "delete": {
+                "summary": "Forget a store that is gone for good.",
+                "description": "Every store (the removal is gossiped) drops its address, "
+                "stops watching it and refuses its connections; the store id must never be "
+                "used again. Refused (409) unless no running store hears from it (state "
+                "`down`) and no region on the store asked has a replica on it (move them "
+                "first). Idempotent.",
+                "operationId": "removeStore",
+                "security": _AUTH,
+                "parameters": [
+                    {
+                        "name": "store_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The store to forget.",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "store_id": {"type": "integer", "description": "This store."},
+                                "stores": {"type": "array", "items": _ref("StoreState")},
+                            },
+                            "required": ["store_id", "stores"],
+                        },
+                        "Removed: the stores this store knows now.",
+                    ),
+                    **_errors(400, 401, 404, 409),
                 },
             }
         },

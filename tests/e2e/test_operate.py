@@ -1,7 +1,7 @@
 """Operating a cluster of real processes: a store that joins through one store that leads
-nothing receives a replica and the region then survives a SIGKILL; a new voter goes through a
-learner, and one whose store is down stays a learner; a dead store shows as down in `ctl
-status` and `GET /stores`."""
+nothing receives a replica and the region then survives a SIGKILL of its leader's store, which
+is then replaced and forgotten; a new voter goes through a learner, and one whose store is
+down stays a learner; a dead store shows as down in `ctl status` and `GET /stores`."""
 
 from __future__ import annotations
 
@@ -73,6 +73,21 @@ def test_join_through_a_follower_then_add_a_voter_then_lose_the_leader(tmp_path:
         until(lambda: _stores(cluster, via)[leader]["state"] == "down", why="leader down")
         view = _stores(cluster, via)[leader]
         assert view["unreachable_from"] == sorted({1, 2, 3, 4} - {leader})
+
+        # Replacing it for good: its replicas move to store 4, then every store forgets it.
+        admin = cluster.stores[via].admin_addr
+        p = ctl(admin, "remove-store", str(leader))
+        assert p.returncode == 1 and "STORE_HAS_REPLICAS" in p.stderr, p.stderr
+        ctl_json(admin, "add-peer", "2", "4")
+        for rid in ("1", "2"):
+            out = ctl_json(admin, "remove-peer", rid, str(leader))
+            assert sorted(_roles(out["region"])) == sorted({1, 2, 3, 4} - {leader})
+        out = ctl_json(admin, "remove-store", str(leader))
+        assert leader not in [s["store_id"] for s in out["stores"]]
+        live = sorted({1, 2, 3, 4} - {leader})
+        until(lambda: all(leader not in _stores(cluster, s) for s in live), why="forgotten")
+        for s in live:
+            assert all(v["state"] == "up" for v in _stores(cluster, s).values())
     finally:
         cluster.close()
 

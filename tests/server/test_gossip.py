@@ -156,3 +156,27 @@ def test_cluster_view_combines_the_stores_views() -> None:
     live = [lv(2, False), lv(5, True, 30, heard=False)]
     five = cluster_view(1, {5}, live, views, 100.0, 0.1, 15.0)[2]
     assert five.store_id == 5 and five.state == DOWN and five.unreachable_from == (1, 2)
+
+
+def test_a_removed_store_is_forgotten_everywhere_and_never_learned_again(tmp_path: Path) -> None:
+    books = {1: _book(1, 2, 3, 4), 2: _book(2, 1, 3, 4), 3: _book(3, 1, 2)}
+    m = Mesh(books)
+    gone: dict[int, list[int]] = {s: [] for s in books}
+    for s, g in m.g.items():
+        g._removed = gone[s].extend
+    assert books[1].remove(4) and not books[1].remove(4)
+    m.g[1].changed()
+    m.tick()
+    for s in (1, 2, 3):
+        assert 4 not in books[s].ids() and 4 in books[s].removed, s
+    assert gone == {1: [], 2: [4], 3: [4]}  # (store 1 removed it itself)
+    # Whatever anyone says of it later, it stays removed.
+    assert books[2].learn_first_hand(4, "db4:20161", "db4:20160", "db4:20180") == (False, False)
+    assert books[3].learn_second_hand(3, [_addr(4)]) == (False, [])
+    books[2].configure_peer(4, "db4:20161")
+    assert 4 not in books[2].peer
+    # Kept across a restart.
+    books[2].save(tmp_path / "stores.json")
+    again = StoreAddrs()
+    again.load(tmp_path / "stores.json", me=2)
+    assert again.removed == {4} and 4 not in again.ids() and again.peer[3] == "db3:20161"
