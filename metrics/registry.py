@@ -47,6 +47,14 @@ class StoreMetrics:
         self.hibernated_regions = Gauge(
             "multiraft_hibernated_regions", "Region replicas that stopped ticking.", registry=r
         )
+        # Store liveness as this store sees the others (no series for itself).
+        self.store_up = Gauge(
+            "multiraft_store_up",
+            "1 if this store hears from the store (a frame within an election timeout), 0 if "
+            "not; one series per other store it knows.",
+            ["store"],
+            registry=r,
+        )
         self.leader_changes = Counter(
             "multiraft_leader_changes_total", "Leaders elected on this store.", registry=r
         )

@@ -187,6 +187,8 @@ class Transport:
         self._server: asyncio.Server | None = None
         self._port = 0
         self._stores: dict[int, RemoteStore] = {}
+        # Stores removed from the cluster: never dialed, their handshakes refused.
+        self._refused: set[int] = set()
         # Accepted connections still open.
         self._inbound: set[Inbound] = set()
         # Background tasks (link dials, snapshot transfers): kept referenced until done.
@@ -239,9 +241,11 @@ class Transport:
     # addresses
 
     def add_store(self, store_id: int, peer_addr: str) -> None:
-        """Where `store_id` listens; a changed address drops the current connections (the next
-        send dials the new one)."""
+        """Where `store_id` listens (ignored once it was removed); a changed address drops the
+        current connections (the next send dials the new one)."""
         parse_addr(peer_addr)
+        if store_id in self._refused:
+            return
         st = self._stores.get(store_id)
         if st is None:
             self._stores[store_id] = RemoteStore(store_id, peer_addr, self.connections_per_store)
@@ -249,6 +253,20 @@ class Transport:
             st.addr = peer_addr
             for link in st.links:
                 self._drop_link_connection(link)
+
+    def remove_store(self, store_id: int) -> None:
+        """`store_id` left the cluster for good: its connections are closed, frames for it are
+        dropped, and its handshakes are refused from now on."""
+        self._refused.add(store_id)
+        st = self._stores.pop(store_id, None)
+        if st is not None:
+            for link in st.links:
+                link.queue = []
+                link.queued_bytes = 0
+                self._drop_link_connection(link)
+        for c in list(self._inbound):
+            if c.peer_store == store_id and c.transport is not None:
+                c.transport.abort()
 
     def pending_bytes(self, store_id: int) -> int:
         """Bytes queued for `store_id`, in our queues and in the sockets' write buffers."""
@@ -470,6 +488,8 @@ class Transport:
             return "store id 0"
         if hs.store_id == self.store_id:
             return f"store id {hs.store_id} is our own"
+        if hs.store_id in self._refused:
+            return f"store {hs.store_id} was removed from the cluster"
         if expect_store and hs.store_id != expect_store:
             return f"store {hs.store_id} answered, expected store {expect_store}"
         return ""

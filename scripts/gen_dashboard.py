@@ -45,6 +45,12 @@ ROWS: list[tuple[str, list[Panel]]] = [
         ("Leader elections won / s", "ops", [
             (rate("multiraft_leader_changes_total"), "{{instance}}"),
         ]),
+        # 1 while every selected store hears from it; 0 once one does not (min), or none does
+        # (max): a store down, or a network partition.
+        ("Stores heard from (by the other stores)", "short", [
+            (f"min by (store) (multiraft_store_up{SEL})", "store {{store}}: by all"),
+            (f"max by (store) (multiraft_store_up{SEL})", "store {{store}}: by some"),
+        ]),
     ]),
     ("Throughput", [
         ("Proposals / s", "ops", [(rate("multiraft_proposals_total"), "{{instance}}")]),

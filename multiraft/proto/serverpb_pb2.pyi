@@ -127,14 +127,40 @@ class RaftMessage(_message.Message):
     def __init__(self, region_id: _Optional[int] = ..., from_peer: _Optional[_Union[Peer, _Mapping]] = ..., to_peer: _Optional[_Union[Peer, _Mapping]] = ..., message: _Optional[_Union[_eraftpb_pb2.Message, _Mapping]] = ..., region_epoch: _Optional[_Union[RegionEpoch, _Mapping]] = ..., is_tombstone: _Optional[bool] = ..., start_key: _Optional[bytes] = ..., end_key: _Optional[bytes] = ..., merge_target: _Optional[_Union[Region, _Mapping]] = ..., extra_msg: _Optional[_Union[ExtraMessage, _Mapping]] = ...) -> None: ...
 
 class BatchRaftMessage(_message.Message):
-    __slots__ = ("msgs", "last_observed_time", "from_store_id")
+    __slots__ = ("msgs", "last_observed_time", "from_store_id", "gossip")
     MSGS_FIELD_NUMBER: _ClassVar[int]
     LAST_OBSERVED_TIME_FIELD_NUMBER: _ClassVar[int]
     FROM_STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    GOSSIP_FIELD_NUMBER: _ClassVar[int]
     msgs: _containers.RepeatedCompositeFieldContainer[RaftMessage]
     last_observed_time: int
     from_store_id: int
-    def __init__(self, msgs: _Optional[_Iterable[_Union[RaftMessage, _Mapping]]] = ..., last_observed_time: _Optional[int] = ..., from_store_id: _Optional[int] = ...) -> None: ...
+    gossip: StoreGossip
+    def __init__(self, msgs: _Optional[_Iterable[_Union[RaftMessage, _Mapping]]] = ..., last_observed_time: _Optional[int] = ..., from_store_id: _Optional[int] = ..., gossip: _Optional[_Union[StoreGossip, _Mapping]] = ...) -> None: ...
+
+class StoreAddress(_message.Message):
+    __slots__ = ("store_id", "peer_addr", "client_addr", "admin_addr")
+    STORE_ID_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDR_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ADDR_FIELD_NUMBER: _ClassVar[int]
+    ADMIN_ADDR_FIELD_NUMBER: _ClassVar[int]
+    store_id: int
+    peer_addr: str
+    client_addr: str
+    admin_addr: str
+    def __init__(self, store_id: _Optional[int] = ..., peer_addr: _Optional[str] = ..., client_addr: _Optional[str] = ..., admin_addr: _Optional[str] = ...) -> None: ...
+
+class StoreGossip(_message.Message):
+    __slots__ = ("stores", "heard", "suspected", "removed")
+    STORES_FIELD_NUMBER: _ClassVar[int]
+    HEARD_FIELD_NUMBER: _ClassVar[int]
+    SUSPECTED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    stores: _containers.RepeatedCompositeFieldContainer[StoreAddress]
+    heard: _containers.RepeatedScalarFieldContainer[int]
+    suspected: _containers.RepeatedScalarFieldContainer[int]
+    removed: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, stores: _Optional[_Iterable[_Union[StoreAddress, _Mapping]]] = ..., heard: _Optional[_Iterable[int]] = ..., suspected: _Optional[_Iterable[int]] = ..., removed: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Handshake(_message.Message):
     __slots__ = ("cluster_id", "store_id", "peer_addr", "client_addr", "admin_addr")

@@ -1,14 +1,20 @@
 """The admin HTTP API and the Prometheus endpoint of a store (aiohttp, on `admin_addr`).
 
-Read-only: `GET /metrics`, `/health`, `/status`, `/regions`, `/regions/{id}`, `/openapi.json`.
-Mutating (bearer token if `admin_token` is set): `POST /regions/{id}/transfer-leader`,
+Read-only: `GET /metrics`, `/health`, `/status`, `/stores`, `/regions`, `/regions/{id}`,
+`/openapi.json`. `/stores` (and the `stores` of `/status`) is every store known with its state
+as this store sees the cluster: up, down, unreachable (from which stores), or unknown
+(`gossip.cluster_view`).
+Mutating (bearer token if `admin_token` is set): `DELETE /stores/{id}` (forget a dead store
+for good, once no replica here is on it), `POST /regions/{id}/transfer-leader`,
 `POST /regions/{id}/peers`, `DELETE /regions/{id}/peers/{store_id}`, `POST
 /regions/{id}/split`, `POST /regions/{id}/merge`. A mutating call asked of
 a follower is forwarded to the leader's store (its admin address comes from the peer
 handshake), at most one hop. Errors are `{"error": {"code", "message", ...}}` with 400 (bad
 input), 401 (token), 404 (unknown region or route), 409 (conflicts with the region's epoch or a
 change in progress; a merge of regions not adjacent or not on the same stores, or rolled back),
-503 (no leader known, shutting down), 504 (no answer in time).
+503 (no leader known, shutting down), 504 (no answer in time; for a new voter, its learner did
+not catch up in time and stays a learner). A new voter is added as a learner and promoted once
+caught up (`multiraft/store/promotion.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +35,7 @@ from metrics import exposition
 from multiraft.engine import CF_KV
 from multiraft.proto.serverpb_pb2 import Learner, Region, RegionEpoch, Voter
 from multiraft.store.errors import (
+    CatchUpTimeout,
     EpochNotMatch,
     InvalidRequest,
     MergeRefused,
@@ -52,6 +61,10 @@ _log = logging.getLogger(__name__)
 FORWARDED_HEADER = "X-Multiraft-Forwarded"
 # How long a membership change may take to apply on the leader before we answer 504.
 CHANGE_TIMEOUT = 15.0
+# How long a new voter's learner may take to catch up (a request's "timeout" may say), and the
+# longest a request may ask for.
+CATCH_UP_TIMEOUT = 60.0
+MAX_TIMEOUT = 3600.0
 # Scanning a region to estimate its size stops after this many pairs (a lower bound past it).
 _SIZE_SCAN_LIMIT = 20_000
 _ROLES = {Voter: "voter", Learner: "learner", 2: "incoming_voter", 3: "demoting_voter"}
@@ -72,6 +85,8 @@ class ApiError(Exception):
 
 
 def _store_error(e: StoreError) -> ApiError:
+    if isinstance(e, CatchUpTimeout):
+        return ApiError(504, e.code, str(e))
     if isinstance(e, RegionNotFound):
         return ApiError(404, e.code, str(e))
     if isinstance(e, InvalidRequest):
@@ -89,8 +104,14 @@ def _store_error(e: StoreError) -> ApiError:
 
 
 def region_json(region: Region, peer: Peer | None, hibernated: bool, size: int) -> dict[str, Any]:
-    """A region as the API shows it (issue 7's shape; keys in hex)."""
+    """A region as the API shows it (keys in hex). On the leader's store each peer also has
+    `matched`, the last log index the leader knows it holds (the leader's own: its last
+    index); elsewhere `matched` is null."""
     leader = peer.leader_meta() if peer is not None else None
+    matched: dict[int, int] = {}
+    if peer is not None and peer.is_leader():
+        matched = peer.node.matched_indexes()
+        matched[peer.meta.id] = peer.node.last_index()
     return {
         "id": region.id,
         "start_key": region.start_key.hex(),
@@ -100,7 +121,12 @@ def region_json(region: Region, peer: Peer | None, hibernated: bool, size: int) 
             "version": region.region_epoch.version,
         },
         "peers": [
-            {"id": p.id, "store_id": p.store_id, "role": _ROLES.get(p.role, str(p.role))}
+            {
+                "id": p.id,
+                "store_id": p.store_id,
+                "role": _ROLES.get(p.role, str(p.role)),
+                "matched": matched.get(p.id) if matched else None,
+            }
             for p in region.peers
         ],
         "leader": (
@@ -141,6 +167,8 @@ class AdminServer:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/health", self.health)
         app.router.add_get("/status", self.status)
+        app.router.add_get("/stores", self.stores)
+        app.router.add_delete("/stores/{store_id}", self.remove_store)
         app.router.add_get("/regions", self.regions)
         app.router.add_get("/regions/{id}", self.region)
         app.router.add_post("/regions/{id}/transfer-leader", self.transfer_leader)
@@ -202,11 +230,76 @@ class AdminServer:
                     "client": node.client_addr,
                     "admin": node.admin_addr,
                 },
-                "stores": node.addrs.to_json(),
+                "stores": {str(s["store_id"]): s for s in self._stores_json()},
                 "uptime_seconds": round(node.uptime(), 3),
                 "stopping": node.stopping,
             }
         )
+
+    async def stores(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"store_id": self.node.config.store_id, "stores": self._stores_json()}
+        )
+
+    async def remove_store(self, request: web.Request) -> web.Response:
+        """Forget a store that is gone for good (gossiped to every store). Only a store that
+        no running store hears from, and that no region on this store has a replica on."""
+        self._auth(request)
+        sid = self._store_id_param(request)
+        node = self.node
+        me = node.config.store_id
+        if sid == me:
+            raise ApiError(400, "BAD_REQUEST", f"store {sid} is the store asked: ask another one")
+        if sid not in node.addrs.removed:
+            view = {s.store_id: s for s in node.cluster_view()}
+            if sid not in view:
+                raise ApiError(404, "STORE_NOT_FOUND", f"store {sid} is not known here")
+            if view[sid].state != "down":
+                raise ApiError(
+                    409,
+                    "STORE_NOT_DOWN",
+                    f"store {sid} is {view[sid].state} as store {me} sees the cluster: only a "
+                    "store that no running store hears from can be removed",
+                )
+            holding = sorted(
+                rid
+                for rid, peer in node.store.peers.items()
+                if any(p.store_id == sid for p in peer.region.peers)
+            )
+            if holding:
+                raise ApiError(
+                    409,
+                    "STORE_HAS_REPLICAS",
+                    f"regions {holding} still have a replica on store {sid}: move them first "
+                    f"(add-peer R NEW, remove-peer R {sid})",
+                )
+            node.remove_store(sid)
+        return web.json_response({"store_id": me, "stores": self._stores_json()})
+
+    def _stores_json(self) -> list[dict[str, Any]]:
+        node = self.node
+        addrs = node.addrs
+        now = time.time()
+        out = []
+        for st in node.cluster_view():
+            sid = st.store_id
+            out.append(
+                {
+                    "store_id": sid,
+                    "state": st.state,
+                    "peer_addr": addrs.peer.get(sid, ""),
+                    "client_addr": addrs.client.get(sid, ""),
+                    "admin_addr": addrs.admin.get(sid, ""),
+                    "last_heard_seconds_ago": (
+                        round(st.last_heard_ago, 1) if st.last_heard_ago is not None else None
+                    ),
+                    "down_since": (
+                        round(now - st.silent_for, 1) if st.silent_for is not None else None
+                    ),
+                    "unreachable_from": list(st.unreachable_from),
+                }
+            )
+        return out
 
     def _region_json(self, peer: Peer) -> dict[str, Any]:
         store = self.node.store
@@ -263,23 +356,49 @@ class AdminServer:
         role = body.get("role", "voter")
         if role not in ("voter", "learner"):
             raise ApiError(400, "BAD_REQUEST", f"role must be 'voter' or 'learner', got {role!r}")
-        op = "add_voter" if role == "voter" else "add_learner"
-        return await self._change(request, body, op, store_id)
+        timeout = self._timeout_field(body, CATCH_UP_TIMEOUT if role == "voter" else CHANGE_TIMEOUT)
+        if role == "learner":
+            return await self._change(request, body, "add_learner", store_id, timeout)
+        # A voter joins as a learner and is promoted once caught up (store/promotion.py);
+        # the store gives up after `timeout` and the learner stays.
+        peer = self._peer(request)
+        store = self.node.store
+        ticks = max(1, math.ceil(timeout * 1000 / self.node.config.base_tick_ms))
+        rid = peer.region.id
+        forwarded, region = await self._leader_call(
+            request,
+            body,
+            peer,
+            lambda cb: store.change_peer(rid, "add_voter", store_id, cb, catch_up_ticks=ticks),
+            # The store's own deadline answers first; past this, give up here.
+            timeout + 5,
+            on_timeout=lambda: store.cancel_promotion(rid, store_id),
+        )
+        if forwarded is not None:
+            return forwarded
+        return web.json_response({"region": self._result_json(region)})
 
     async def remove_peer(self, request: web.Request) -> web.StreamResponse:
         self._auth(request)
-        raw = request.match_info["store_id"]
-        if not raw.isdigit() or int(raw) <= 0:
-            raise ApiError(400, "BAD_REQUEST", f"store id must be a positive integer, got {raw!r}")
-        return await self._change(request, None, "remove", int(raw))
+        store_id = self._store_id_param(request)
+        return await self._change(request, None, "remove", store_id, CHANGE_TIMEOUT)
 
     async def _change(
-        self, request: web.Request, body: dict[str, Any] | None, op: str, store_id: int
+        self,
+        request: web.Request,
+        body: dict[str, Any] | None,
+        op: str,
+        store_id: int,
+        timeout: float,
     ) -> web.StreamResponse:
         peer = self._peer(request)
         store = self.node.store
         forwarded, region = await self._leader_call(
-            request, body, peer, lambda cb: store.change_peer(peer.region.id, op, store_id, cb)
+            request,
+            body,
+            peer,
+            lambda cb: store.change_peer(peer.region.id, op, store_id, cb),
+            timeout,
         )
         if forwarded is not None:
             return forwarded
@@ -334,12 +453,14 @@ class AdminServer:
         body: dict[str, Any] | None,
         peer: Peer,
         start: Callable[[Callback], None],
+        timeout: float = CHANGE_TIMEOUT,
+        on_timeout: Callable[[], object] | None = None,
     ) -> tuple[web.StreamResponse | None, Any]:
-        """Run `start(callback)` if this store leads the region and wait for the callback:
-        `(None, result)`; else forward the request to the leader's store: `(response,
-        None)`."""
+        """Run `start(callback)` if this store leads the region and wait for the callback
+        (504 after `timeout` seconds, once `on_timeout()` ran): `(None, result)`; else
+        forward the request to the leader's store: `(response, None)`."""
         if not peer.is_leader():
-            return await self._forward(request, peer, body), None
+            return await self._forward(request, peer, body, timeout), None
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def callback(result: Any, err: StoreError | None) -> None:
@@ -353,24 +474,24 @@ class AdminServer:
         try:
             start(callback)
         except NotLeader:
-            return await self._forward(request, peer, body), None
+            return await self._forward(request, peer, body, timeout), None
         except StoreError as e:
             raise _store_error(e) from None
         self.node.kick()
-        return None, await self._wait(done)
-
-    async def _wait(self, fut: asyncio.Future[Any]) -> Any:
         try:
-            return await asyncio.wait_for(fut, CHANGE_TIMEOUT)
+            return None, await asyncio.wait_for(done, timeout)
         except TimeoutError:
+            if on_timeout is not None:
+                on_timeout()
+                self.node.kick()
             raise ApiError(
-                504, "TIMEOUT", f"not applied within {CHANGE_TIMEOUT:.0f}s; check the region"
+                504, "TIMEOUT", f"not applied within {timeout:.0f}s; check the region"
             ) from None
         except StoreError as e:
             raise _store_error(e) from None
 
     async def _forward(
-        self, request: web.Request, peer: Peer, body: dict[str, Any] | None
+        self, request: web.Request, peer: Peer, body: dict[str, Any] | None, timeout: float
     ) -> web.StreamResponse:
         """Ask the leader's store to do it (one hop at most)."""
         leader = peer.leader_meta()
@@ -405,7 +526,7 @@ class AdminServer:
                 url,
                 json=body,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=CHANGE_TIMEOUT + 5),
+                timeout=aiohttp.ClientTimeout(total=timeout + 10),
             ) as resp:
                 data = await resp.read()
                 return web.Response(
@@ -430,6 +551,13 @@ class AdminServer:
         got = request.headers.get("Authorization", "")
         if got != f"Bearer {token}":
             raise ApiError(401, "UNAUTHORIZED", "a valid bearer token is required")
+
+    @staticmethod
+    def _store_id_param(request: web.Request) -> int:
+        raw = request.match_info["store_id"]
+        if not raw.isdigit() or int(raw) <= 0:
+            raise ApiError(400, "BAD_REQUEST", f"store id must be a positive integer, got {raw!r}")
+        return int(raw)
 
     def _peer(self, request: web.Request) -> Peer:
         raw = request.match_info["id"]
@@ -463,6 +591,17 @@ class AdminServer:
                 400, "BAD_REQUEST", "'epoch' must be {\"conf_ver\": int, \"version\": int}"
             )
         return RegionEpoch(conf_ver=raw["conf_ver"], version=raw["version"])
+
+    @staticmethod
+    def _timeout_field(body: dict[str, Any], default: float) -> float:
+        v = body.get("timeout", default)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= MAX_TIMEOUT:
+            raise ApiError(
+                400,
+                "BAD_REQUEST",
+                f"'timeout' must be a number of seconds in (0, {MAX_TIMEOUT:.0f}], got {v!r}",
+            )
+        return float(v)
 
     @staticmethod
     def _int_field(body: dict[str, Any], name: str) -> int:

@@ -3,7 +3,9 @@
 Mutating commands wait until their effect is visible on the store asked (the leader moved,
 the peer is there, the peer is gone, the split keys start regions, the target covers the
 merged source), with a spinner on stderr when it is a terminal, and give up after `--timeout`
-seconds (exit 1).
+seconds (exit 1). `add-peer` adds a voter in two steps, both done by the region's leader: a
+learner, promoted once it caught up; the spinner shows how far the learner's log is, and a
+learner that does not catch up within `--timeout` stays a learner (exit 1).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import itertools
 import json
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -69,17 +72,27 @@ def add_ctl_parser(sub: Any) -> argparse.ArgumentParser:
         "--timeout", type=float, default=30.0, help="seconds to wait for a change (default 30)"
     )
     cmds = p.add_subparsers(dest="ctl_command", required=True)
-    cmds.add_parser("status", help="the store's status")
+    cmds.add_parser("status", help="the store's status and every store's state")
+    cmds.add_parser("stores", help="every store known, with its state (up, down, unreachable)")
+    rs = cmds.add_parser(
+        "remove-store", help="forget a dead store for good (once its replicas were moved)"
+    )
+    rs.add_argument("store", type=int)
     cmds.add_parser("regions", help="the regions on the store")
     r = cmds.add_parser("region", help="one region")
     r.add_argument("id", type=int)
     t = cmds.add_parser("transfer-leader", help="move a region's leader to another store")
     t.add_argument("id", type=int)
     t.add_argument("store", type=int)
-    a = cmds.add_parser("add-peer", help="add a replica of a region on a store")
+    a = cmds.add_parser(
+        "add-peer",
+        help="add a replica of a region on a store: a learner, promoted to a voter once caught up",
+    )
     a.add_argument("id", type=int)
     a.add_argument("store", type=int)
-    a.add_argument("--learner", action="store_true", help="as a learner (default: a voter)")
+    a.add_argument(
+        "--learner", action="store_true", help="a learner only (default: a voter, through a learner)"
+    )
     d = cmds.add_parser("remove-peer", help="remove a region's replica from a store")
     d.add_argument("id", type=int)
     d.add_argument("store", type=int)
@@ -145,19 +158,53 @@ def _status_text(s: dict[str, Any]) -> str:
     ]
     stores = s.get("stores") or {}
     if stores:
-        rows = [
-            [sid, v.get("peer_addr", ""), v.get("client_addr", ""), v.get("admin_addr", "")]
-            for sid, v in sorted(stores.items(), key=lambda kv: int(kv[0]))
-        ]
-        lines += ["", _table(["STORE", "PEER", "CLIENT", "ADMIN"], rows)]
+        ordered = [v for _, v in sorted(stores.items(), key=lambda kv: int(kv[0]))]
+        lines += ["", _stores_text(ordered, s["store_id"])]
     return "\n".join(lines)
 
 
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _stores_text(stores: list[dict[str, Any]], me: int, now: float | None = None) -> str:
+    """The store table: state, since when a store is not heard from, from which stores."""
+    now = time.time() if now is None else now
+    rows = []
+    for v in stores:
+        sid = v["store_id"]
+        since = ""
+        if v.get("down_since") is not None:
+            t = float(v["down_since"])
+            since = f"{time.strftime('%H:%M:%S', time.localtime(t))} ({_ago(max(0.0, now - t))} ago)"
+        elif v["state"] != "up" and v.get("last_heard_seconds_ago") is None and sid != me:
+            since = "never heard"
+        rows.append(
+            [
+                f"{sid} (this)" if sid == me else str(sid),
+                v["state"],
+                since,
+                ",".join(str(x) for x in v.get("unreachable_from") or []),
+                v.get("peer_addr", ""),
+                v.get("client_addr", ""),
+                v.get("admin_addr", ""),
+            ]
+        )
+    headers = ["STORE", "STATE", "NOT HEARD SINCE", "UNREACHABLE FROM", "PEER", "CLIENT", "ADMIN"]
+    return _table(headers, rows)
+
+
 def _wait(
-    what: str, check: Callable[[], bool], timeout: float, poll: float = 0.2
+    what: str | Callable[[], str], check: Callable[[], bool], timeout: float, poll: float = 0.2
 ) -> None:
-    """Poll `check` until true; a spinner on stderr when it is a terminal."""
+    """Poll `check` until true; a spinner on stderr when it is a terminal, saying `what` (or
+    what `what()` says: progress)."""
     tty = sys.stderr.isatty()
+    label = what if isinstance(what, str) else "the change"
     spinner = itertools.cycle("|/-\\")
     deadline = time.monotonic() + timeout
     try:
@@ -168,15 +215,78 @@ def _wait(
             except CtlError:
                 pass  # e.g. the store is briefly without a leader: keep polling
             if time.monotonic() > deadline:
-                raise CtlError(f"timed out after {timeout:.0f}s waiting for {what}")
+                raise CtlError(f"timed out after {timeout:.0f}s waiting for {label}")
             if tty:
-                sys.stderr.write(f"\r{next(spinner)} waiting for {what} ")
+                text = what if isinstance(what, str) else _progress_text(what)
+                sys.stderr.write(f"\r\033[K{next(spinner)} {text} ")
                 sys.stderr.flush()
             time.sleep(poll)
     finally:
         if tty:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+
+
+def _progress_text(what: Callable[[], str]) -> str:
+    try:
+        return what()
+    except CtlError:
+        return "waiting"
+
+
+def _leader_client(c: AdminClient, path: str) -> AdminClient:
+    """A client of the region leader's store (its admin address from the store asked), or
+    `c` if that is the leader's or the address is unknown."""
+    try:
+        leader = c.get(path)["leader"]
+        if leader is None:
+            return c
+        status = c.get("/status")
+        if leader["store_id"] == status["store_id"]:
+            return c
+        addr = (status.get("stores") or {}).get(str(leader["store_id"]), {}).get("admin_addr")
+    except (CtlError, KeyError, TypeError):
+        return c
+    return AdminClient(addr, c.token, timeout=5.0) if addr else c
+
+
+def _add_voter(c: AdminClient, path: str, rid: int, store: int, timeout: float) -> None:
+    """POST a voter (the leader adds a learner and promotes it once caught up) and show the
+    learner's progress meanwhile, from the leader's view of the region."""
+    box: list[Any] = []
+    slow = AdminClient(c.base, c.token, timeout=timeout + 30)
+
+    def post() -> None:
+        try:
+            body = {"store_id": store, "timeout": min(timeout, 3600.0)}
+            box.append(slow.request("POST", f"{path}/peers", body))
+        except CtlError as e:
+            box.append(e)
+
+    leader_c = _leader_client(c, path)
+
+    def progress() -> str:
+        region = leader_c.get(path)
+        peers = {p["store_id"]: p for p in region["peers"]}
+        me = peers.get(store)
+        if me is None:
+            return f"adding a learner of region {rid} on store {store}"
+        if me["role"] != "learner":
+            return f"store {store} is a {me['role']} of region {rid}"
+        lead = region["leader"]
+        top = peers[lead["store_id"]].get("matched") if lead else None
+        if me.get("matched") is None or top is None:
+            return f"learner of region {rid} on store {store} catching up"
+        return (
+            f"learner of region {rid} on store {store} catching up: log at {me['matched']} of "
+            f"{top}; promoted once caught up"
+        )
+
+    t = threading.Thread(target=post, name="add-voter", daemon=True)
+    t.start()
+    _wait(progress, lambda: not t.is_alive(), timeout + 40)
+    if isinstance(box[0], CtlError):
+        raise box[0]
 
 
 def _has_peer(region: dict[str, Any], store: int, role: str | None) -> bool:
@@ -226,6 +336,14 @@ def _run(args: argparse.Namespace, split_keys: list[bytes]) -> str | None:
     if cmd == "status":
         s = c.get("/status")
         return json.dumps(s, indent=2) if as_json else _status_text(s)
+    if cmd == "stores":
+        doc = c.get("/stores")
+        return json.dumps(doc, indent=2) if as_json else _stores_text(doc["stores"], doc["store_id"])
+    if cmd == "remove-store":
+        doc = c.request("DELETE", f"/stores/{args.store}")
+        if as_json:
+            return json.dumps(doc, indent=2)
+        return f"store {args.store} removed\n{_stores_text(doc['stores'], doc['store_id'])}"
     if cmd == "regions":
         regions = c.get("/regions")["regions"]
         return json.dumps({"regions": regions}, indent=2) if as_json else _region_rows(regions)
@@ -271,7 +389,10 @@ def _run(args: argparse.Namespace, split_keys: list[bytes]) -> str | None:
         done = f"region {rid}: leader is on store {store}"
     elif cmd == "add-peer":
         role = "learner" if args.learner else "voter"
-        c.request("POST", f"{path}/peers", {"store_id": store, "role": role})
+        if role == "voter":
+            _add_voter(c, path, rid, store, args.timeout)
+        else:
+            c.request("POST", f"{path}/peers", {"store_id": store, "role": role})
         _wait(
             f"a {role} of region {rid} on store {store}",
             lambda: _has_peer(c.get(path), store, role),

@@ -89,6 +89,8 @@ class StoreProc:
     data_dir: Path
     log_path: Path
     args: list[str] = field(default_factory=list)
+    # Its --initial-cluster, if not the cluster's (a store that joins through some stores).
+    initial_cluster: str = ""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -149,7 +151,7 @@ class LocalCluster:
             "--client-addr", sp.client_addr,
             "--peer-addr", sp.peer_addr,
             "--admin-addr", sp.admin_addr,
-            "--initial-cluster", self.initial_cluster,
+            "--initial-cluster", sp.initial_cluster or self.initial_cluster,
             "--initial-regions", str(self.initial_regions),
             "--cluster-id", str(self.cluster_id),
             "--log-level", self.log_level,
@@ -186,10 +188,13 @@ class LocalCluster:
             if not self.stores[sid].running:
                 self.start(sid)
 
-    def add_store(self) -> StoreProc:
-        """A new store that joins the running cluster (it holds no region at first)."""
+    def add_store(self, join_via: list[int] | None = None) -> StoreProc:
+        """A new store that joins the running cluster (it holds no region at first), through
+        the stores `join_via` (default: the initial stores)."""
         sid = max(self.stores) + 1
         sp = self.stores[sid] = self._make(sid)
+        if join_via is not None:
+            sp.initial_cluster = ",".join(f"{s}={self.stores[s].peer_addr}" for s in join_via)
         self.start(sid, join=True)
         return sp
 

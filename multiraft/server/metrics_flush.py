@@ -97,6 +97,8 @@ class MetricsFlusher:
         self.fsyncs = Counter(
             "multiraft_fsyncs_total", "Durable commits of the write rounds.", registry=r
         )
+        # The stores multiraft_store_up has a series for.
+        self._store_up: set[str] = set()
 
     def flush(self) -> None:
         m, d = self.m, self._d
@@ -108,6 +110,7 @@ class MetricsFlusher:
         m.leaders.set(store.leaders())
         m.hibernated_regions.set(n - awake)
         self.awake_regions.set(awake)
+        self._flush_store_up()
         m.leader_changes.inc(d.delta("leader_changes", st.leader_changes))
         m.ticks.inc(d.delta("ticks", st.ticks))
         m.proposals.inc(d.delta("proposals", st.proposals))
@@ -181,6 +184,16 @@ class MetricsFlusher:
                 inc = d.delta(("client", name), v)
                 if inc:
                     self.client_requests.labels(event=name).inc(inc)
+
+    def _flush_store_up(self) -> None:
+        seen: set[str] = set()
+        for lv in self.store.store_liveness():
+            label = str(lv.store_id)
+            seen.add(label)
+            self.m.store_up.labels(store=label).set(0 if lv.suspected else 1)
+        for label in self._store_up - seen:  # no longer watched
+            self.m.store_up.remove(label)
+        self._store_up = seen
 
     def _flush_transport(self) -> None:
         t = self.transport

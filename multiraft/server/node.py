@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
-import os
 import random
 import sys
 import time
@@ -35,44 +33,25 @@ from multiraft.proto.serverpb_pb2 import BatchRaftMessage, Handshake
 from multiraft.store import StoreError
 from multiraft.store.errors import ServerBusy
 from multiraft.store.store import Store, StoreConfig
-from router.codec import encode_batch
 from router.transport import Transport, make_ssl_contexts
 
+from .addrbook import StoreAddrs, addr_with_port
 from .client_service import ClientService
-from .config import WILDCARD_HOSTS, ConfigError, ServerConfig, parse_addr
+from .config import ConfigError, ServerConfig, parse_addr
 from .datadir import DataDirLock
+from .gossip import Gossip, StoreState, cluster_view
 from .ports import check_listen_addrs
 
 __all__ = ["StoreNode", "StoreAddrs", "store_config_from", "tune_gc"]
 
 _log = logging.getLogger(__name__)
 
-# How often a joining store re-announces itself to the stores it has not heard from (s).
-_ANNOUNCE_INTERVAL = 1.0
 # Learned addresses of other stores, kept in the data dir across restarts.
 _ADDRS_FILE = "stores.json"
-
-
-class StoreAddrs:
-    """What this store knows of every store's addresses (its own included: the advertised
-    ones, see `ServerConfig.advertise_*`): the initial cluster's peer addresses, then whatever
-    the handshakes tell."""
-
-    def __init__(self) -> None:
-        self.peer: dict[int, str] = {}
-        self.client: dict[int, str] = {}
-        self.admin: dict[int, str] = {}
-
-    def to_json(self) -> dict[str, Any]:
-        ids = sorted(set(self.peer) | set(self.client) | set(self.admin))
-        return {
-            str(s): {
-                "peer_addr": self.peer.get(s, ""),
-                "client_addr": self.client.get(s, ""),
-                "admin_addr": self.admin.get(s, ""),
-            }
-            for s in ids
-        }
+# Every store gossips its address book and liveness view this often anyway (s), besides
+# whenever they change; views older than a few intervals are not used.
+_GOSSIP_INTERVAL = 5.0
+_VIEW_TTL = 3 * _GOSSIP_INTERVAL
 
 
 def store_config_from(config: ServerConfig) -> StoreConfig:
@@ -97,28 +76,6 @@ def store_config_from(config: ServerConfig) -> StoreConfig:
     )
 
 
-def _addr_with_port(addr: str, port: int) -> str:
-    host, _ = parse_addr(addr)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port}"
-
-
-def _reachable(addr: str, peer_addr: str) -> str:
-    """A store's advertised address, with a wildcard host (0.0.0.0, ::) replaced by the host
-    of its peer address (what we reach it at)."""
-    if not addr:
-        return ""
-    try:
-        host, port = parse_addr(addr)
-        peer_host, _ = parse_addr(peer_addr)
-    except ConfigError:
-        return addr
-    if host in WILDCARD_HOSTS and peer_host not in WILDCARD_HOSTS:
-        return _addr_with_port(f"{peer_host}:1", port)
-    return addr
-
-
 class StoreNode:
     """One store process: `await start()`, then `await wait_stopped()`; `request_stop()` (e.g.
     from a signal handler) stops it gracefully. `exit_code` tells how it ended."""
@@ -140,7 +97,11 @@ class StoreNode:
         # The pending round, if one is scheduled (at most one).
         self._round_handle: asyncio.Handle | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
-        self._announce_handle: asyncio.TimerHandle | None = None
+        self._gossip: Gossip | None = None
+        # The stores not heard from at the last tick (their changes are logged).
+        self._suspected: frozenset[int] = frozenset()
+        # Removed stores the store layer still watches (a region here has a replica there).
+        self._lingering: set[int] = set()
         self._in_round = False
         self._stopping = False
         self._stopped: asyncio.Event | None = None
@@ -148,8 +109,6 @@ class StoreNode:
         # Raft frames sent, per destination store (the metrics flush reads it).
         self.frames_by_store: dict[int, int] = {}
         self.unreachable_reports = 0
-        # Stores we received a handshake from (a joining store announces itself until then).
-        self._heard_from: set[int] = set()
 
     # -- accessors --------------------------------------------------------------------------
 
@@ -226,7 +185,16 @@ class StoreNode:
                     store.bootstrap(c.cluster_id, sorted(c.peers()), c.initial_regions)
             except StoreError as e:
                 raise ConfigError(f"data dir {c.data_dir}: {e}") from None
-            self._load_addrs()
+            self.addrs.load(self._addrs_path(), c.store_id)
+            self._gossip = Gossip(
+                c.store_id,
+                self.addrs,
+                self._send,
+                self._learned,
+                self._save_addrs,
+                self._on_removed,
+                interval_ticks=round(_GOSSIP_INTERVAL * 1000 / c.base_tick_ms),
+            )
             await self._start_transport()
             await self._start_client_service()
             await self._start_admin()
@@ -243,8 +211,6 @@ class StoreNode:
             self._client_stats,
         )
         self._tick_handle = loop.call_later(c.base_tick_ms / 1000, self._tick)
-        if c.join:
-            self._announce()
         self.kick()
         _log.info(
             "store %d of cluster %d up: %d regions, peer %s, client %s, admin %s",
@@ -278,21 +244,20 @@ class StoreNode:
         )
         await t.start()
         me = c.store_id
-        self.addrs.peer[me] = c.advertise_peer_addr or _addr_with_port(c.peer_addr, t.listen_port)
+        self.addrs.peer[me] = c.advertise_peer_addr or addr_with_port(c.peer_addr, t.listen_port)
         for sid, (host, port) in c.peers().items():
             if sid != me:
                 # The configuration wins over addresses learned in an earlier life.
-                self.addrs.peer[sid] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        for sid, addr in self.addrs.peer.items():
-            if sid != me:
-                t.add_store(sid, addr)
+                self.addrs.configure_peer(sid, f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        # Every store we know is dialed and watched (store heartbeats): it learns of us.
+        self._learned([sid for sid in self.addrs.peer if sid != me])
 
     async def _start_client_service(self) -> None:
         c = self.config
         svc = self._client = ClientService(self.store, self.kick, self.addrs.client)
         host, port = parse_addr(c.client_addr, "client_addr")
         await svc.start(host, port)
-        self.addrs.client[c.store_id] = c.advertise_client_addr or _addr_with_port(
+        self.addrs.client[c.store_id] = c.advertise_client_addr or addr_with_port(
             c.client_addr, int(svc.listen_port)
         )
         self.transport.client_addr = self.addrs.client[c.store_id]
@@ -303,7 +268,7 @@ class StoreNode:
         c = self.config
         admin = self._admin = AdminServer(self)
         port = await admin.start(c.admin_addr)
-        self.addrs.admin[c.store_id] = c.advertise_admin_addr or _addr_with_port(c.admin_addr, port)
+        self.addrs.admin[c.store_id] = c.advertise_admin_addr or addr_with_port(c.admin_addr, port)
         self.transport.admin_addr = self.addrs.admin[c.store_id]
 
     def request_stop(self, exit_code: int = 0) -> None:
@@ -328,9 +293,8 @@ class StoreNode:
 
     async def _stop(self) -> None:
         _log.info("store %d stopping", self.config.store_id)
-        for h in (self._tick_handle, self._announce_handle):
-            if h is not None:
-                h.cancel()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
         try:
             # Stop accepting client work; what was accepted gets its answer (or an error).
             if self._client is not None:
@@ -421,10 +385,26 @@ class StoreNode:
             return
         assert self._loop is not None
         self._tick_handle = self._loop.call_later(self.config.base_tick_ms / 1000, self._tick)
-        self.store.tick()
+        store = self.store
+        store.tick()
+        suspected = store.suspected_stores()
+        if suspected != self._suspected:
+            self._log_liveness(self._suspected, suspected)
+            self._suspected = suspected
+        if self._lingering and store.lanes.clock % 10 == 0:
+            self._forget(list(self._lingering))
+        if self._gossip is not None:
+            self._gossip.tick(store.store_liveness())
         self.kick()
         if self._flusher is not None:
             self._flusher.flush()
+
+    def _log_liveness(self, before: frozenset[int], now: frozenset[int]) -> None:
+        ticks = self.config.election_ticks * self.config.base_tick_ms / 1000
+        for sid in sorted(now - before):
+            _log.warning("store %d: not heard from for %.1fs; suspected down", sid, ticks)
+        for sid in sorted(before - now):
+            _log.info("store %d: heard from again", sid)
 
     def flush_metrics(self) -> None:
         if self._flusher is not None:
@@ -454,6 +434,8 @@ class StoreNode:
         t.send_snapshot(to_store, header, data, finished)
 
     def _on_batch(self, from_store: int, batch: BatchRaftMessage) -> None:
+        if batch.HasField("gossip") and self._gossip is not None:
+            self._gossip.on_gossip(from_store, batch.gossip, time.monotonic())
         self.store.on_batch(from_store, batch)
         self.kick()
 
@@ -464,83 +446,99 @@ class StoreNode:
     def _on_unreachable(self, store_id: int) -> None:
         self.unreachable_reports += 1
         _log.debug("store %d unreachable", store_id)
+        addrs = self.addrs
+        g = self._gossip
+        if store_id not in addrs.peer and store_id not in addrs.removed and g is not None:
+            g.ask(store_id, time.monotonic())
         report = getattr(self._store, "report_unreachable", None)
         if report is not None:
             report(store_id)
             self.kick()
 
     def _on_peer_info(self, hs: Handshake) -> None:
+        """A handshake (either direction): what the store says of itself; and it gets our
+        address book (gossip.py)."""
         sid = hs.store_id
-        self._heard_from.add(sid)
-        changed = False
-        for book, addr in (
-            (self.addrs.client, _reachable(hs.client_addr, hs.peer_addr)),
-            (self.addrs.admin, _reachable(hs.admin_addr, hs.peer_addr)),
-        ):
-            if addr and book.get(sid) != addr:
-                book[sid] = addr
-                changed = True
-        if hs.peer_addr and sid not in self.addrs.peer:
-            # A store we did not know (it joined later): reachable from now on.
-            host, _ = parse_addr(hs.peer_addr)
-            if host not in WILDCARD_HOSTS:
-                self.addrs.peer[sid] = hs.peer_addr
-                self.transport.add_store(sid, hs.peer_addr)
-                changed = True
+        changed, peer_changed = self.addrs.learn_first_hand(
+            sid, hs.peer_addr, hs.client_addr, hs.admin_addr
+        )
+        if peer_changed:
+            self._learned([sid])
         if changed:
             _log.info(
                 "store %d: peer %s, client %s, admin %s", sid, hs.peer_addr, hs.client_addr,
                 hs.admin_addr,
             )
             self._save_addrs()
+            if self._gossip is not None:
+                self._gossip.changed()
+        if self._gossip is not None:
+            self._gossip.send_to(sid)
 
-    def _announce(self) -> None:
-        """A joining store: an empty frame (a store heartbeat) to every store it has not heard
-        from, so that they learn its addresses from the handshake."""
-        if self._stopping:
+    def _learned(self, store_ids: list[int]) -> None:
+        """Stores whose peer address we now know (or that changed): dial and watch them."""
+        t, store = self._transport, self._store
+        for sid in store_ids:
+            addr = self.addrs.peer.get(sid)
+            if addr is None or sid == self.config.store_id:
+                continue
+            if t is not None:
+                t.add_store(sid, addr)
+            if store is not None:
+                store.track_store(sid)
+
+    def remove_store(self, store_id: int) -> None:
+        """Forget `store_id` for good, here and (gossiped) on every store: its address is
+        dropped, its handshakes refused, it is no longer watched. The caller checks that it is
+        down and holds no replica here (admin.py)."""
+        if store_id == self.config.store_id or not self.addrs.remove(store_id):
             return
-        me = self.config.store_id
-        pending = [s for s in self.addrs.peer if s != me and s not in self._heard_from]
-        for sid in pending:
-            self._send(sid, encode_batch(BatchRaftMessage(from_store_id=me)))
-        if pending:
-            assert self._loop is not None
-            self._announce_handle = self._loop.call_later(_ANNOUNCE_INTERVAL, self._announce)
+        _log.info("store %d removed from the cluster", store_id)
+        self._save_addrs()
+        self._on_removed([store_id])
+        if self._gossip is not None:
+            self._gossip.changed()
+
+    def _on_removed(self, store_ids: list[int]) -> None:
+        if self._transport is not None:
+            for sid in store_ids:
+                self._transport.remove_store(sid)
+        self._forget(store_ids)
+
+    def _forget(self, store_ids: list[int]) -> None:
+        """Stop watching removed stores; one a region here still has a replica on is kept
+        until that replica is removed from the region."""
+        store = self._store
+        if store is None:
+            return
+        for sid in store_ids:
+            try:
+                store.forget_store(sid)
+            except StoreError:
+                self._lingering.add(sid)
+            else:
+                self._lingering.discard(sid)
+
+    def cluster_view(self) -> list[StoreState]:
+        """Every store known, with its state as this store sees the cluster (gossip.py)."""
+        g = self._gossip
+        return cluster_view(
+            self.config.store_id,
+            self.addrs.ids(),
+            self.store.store_liveness(),
+            g.views if g is not None else {},
+            time.monotonic(),
+            self.config.base_tick_ms / 1000,
+            _VIEW_TTL,
+        )
 
     # -- learned addresses, kept across restarts -----------------------------------------------
 
     def _addrs_path(self) -> Path:
         return Path(self.config.data_dir) / _ADDRS_FILE
 
-    def _load_addrs(self) -> None:
-        try:
-            doc = json.loads(self._addrs_path().read_text())
-        except (OSError, ValueError):
-            return
-        if not isinstance(doc, dict):
-            return
-        me = self.config.store_id
-        for sid_s, entry in doc.items():
-            if not sid_s.isdigit() or not isinstance(entry, dict) or int(sid_s) == me:
-                continue
-            sid = int(sid_s)
-            for book, key in (
-                (self.addrs.peer, "peer_addr"),
-                (self.addrs.client, "client_addr"),
-                (self.addrs.admin, "admin_addr"),
-            ):
-                v = entry.get(key)
-                if isinstance(v, str) and v:
-                    book.setdefault(sid, v)
-
     def _save_addrs(self) -> None:
-        path = self._addrs_path()
-        tmp = path.with_suffix(".tmp")
-        try:
-            tmp.write_text(json.dumps(self.addrs.to_json(), indent=1, sort_keys=True))
-            os.replace(tmp, path)
-        except OSError as e:
-            _log.warning("could not save store addresses to %s: %s", path, e)
+        self.addrs.save(self._addrs_path())
 
     # -- stats --------------------------------------------------------------------------------
 

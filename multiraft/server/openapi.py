@@ -32,11 +32,13 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Bad input: invalid JSON, wrong types, unknown role, or a change that can never "
         "succeed (e.g. the store already has a replica).",
         401: "The admin token is set and the request did not carry it.",
-        404: "No such region on this store.",
+        404: "No such region (or store) on this store.",
         409: "Conflicts with the region's epoch or with a change in progress; for a merge "
-        "also: not adjacent, not on the same stores, or rolled back.",
+        "also: not adjacent, not on the same stores, or rolled back; for a store removal: "
+        "the store is not down, or a region here still has a replica on it.",
         503: "No leader known (the `leader` hint may help), forwarding failed, or stopping.",
-        504: "Accepted but not applied in time; check the region.",
+        504: "Accepted but not applied in time; check the region. For a new voter "
+        "(CATCH_UP_TIMEOUT): its learner did not catch up in time and stays a learner.",
     }
     return {str(c): _json(_ERR, text[c]) for c in codes}
 
@@ -85,9 +87,69 @@ OPENAPI: dict[str, Any] = {
         },
         "/status": {
             "get": {
-                "summary": "The store: ids, counts, addresses, uptime.",
+                "summary": "The store: ids, counts, addresses, uptime, and every store known "
+                "with its state.",
                 "operationId": "status",
                 "responses": {"200": _json(_ref("Status"), "The store's status.")},
+            }
+        },
+        "/stores": {
+            "get": {
+                "summary": "Every store known, with its state as this store sees the cluster.",
+                "description": "From this store's liveness view (store heartbeats every tick; "
+                "a store not heard from for an election timeout is suspected) and the views "
+                "the other stores gossip: `up` (every store that watches it hears from it), "
+                "`down` (none does), `unreachable` (some do, some do not: see "
+                "`unreachable_from`), `unknown` (no view of it yet).",
+                "operationId": "listStores",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "store_id": {"type": "integer", "description": "This store."},
+                                "stores": {"type": "array", "items": _ref("StoreState")},
+                            },
+                            "required": ["store_id", "stores"],
+                        },
+                        "The stores, by id.",
+                    )
+                },
+            }
+        },
+        "/stores/{store_id}": {
+            "delete": {
+                "summary": "Forget a store that is gone for good.",
+                "description": "Every store (the removal is gossiped) drops its address, "
+                "stops watching it and refuses its connections; the store id must never be "
+                "used again. Refused (409) unless no running store hears from it (state "
+                "`down`) and no region on the store asked has a replica on it (move them "
+                "first). Idempotent.",
+                "operationId": "removeStore",
+                "security": _AUTH,
+                "parameters": [
+                    {
+                        "name": "store_id",
+                        "in": "path",
+                        "required": True,
+                        "description": "The store to forget.",
+                        "schema": {"type": "integer", "minimum": 1},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "store_id": {"type": "integer", "description": "This store."},
+                                "stores": {"type": "array", "items": _ref("StoreState")},
+                            },
+                            "required": ["store_id", "stores"],
+                        },
+                        "Removed: the stores this store knows now.",
+                    ),
+                    **_errors(400, 401, 404, 409),
+                },
             }
         },
         "/regions": {
@@ -146,9 +208,13 @@ OPENAPI: dict[str, Any] = {
         "/regions/{id}/peers": {
             "post": {
                 "summary": "Add a replica on a store (a voter, or a learner).",
-                "description": "Answers once the membership change is applied on the leader; "
-                "the new replica catches up by snapshot. Adding a voter on a store holding a "
-                "learner promotes it.",
+                "description": "A learner: answers once it is added (applied on the leader); "
+                "it catches up by snapshot. A voter: added as a learner first and promoted "
+                "once it caught up (it holds the region's data and lacks at most a few log "
+                "entries); answers once it is a voter, or 504 CATCH_UP_TIMEOUT if it did not "
+                "catch up within `timeout` seconds — it then stays a learner, the region's "
+                "voters are unchanged. Adding a voter on a store holding a learner promotes "
+                "it the same way.",
                 "operationId": "addPeer",
                 "security": _AUTH,
                 "parameters": [_REGION_ID],
@@ -164,6 +230,15 @@ OPENAPI: dict[str, Any] = {
                                         "type": "string",
                                         "enum": ["voter", "learner"],
                                         "default": "voter",
+                                    },
+                                    "timeout": {
+                                        "type": "number",
+                                        "exclusiveMinimum": True,
+                                        "minimum": 0,
+                                        "maximum": 3600,
+                                        "description": "Seconds to wait: for a voter, for its "
+                                        "learner to catch up (default 60); for a learner, for "
+                                        "the change to apply (default 15).",
                                     },
                                 },
                                 "required": ["store_id"],
@@ -357,8 +432,15 @@ OPENAPI: dict[str, Any] = {
                                         "demoting_voter",
                                     ],
                                 },
+                                "matched": {
+                                    "type": "integer",
+                                    "nullable": True,
+                                    "description": "On the leader's store: the last log "
+                                    "index the leader knows this replica holds (0: none yet; "
+                                    "the leader's own: its last index). Null elsewhere.",
+                                },
                             },
-                            "required": ["id", "store_id", "role"],
+                            "required": ["id", "store_id", "role", "matched"],
                         },
                     },
                     "leader": {
@@ -397,6 +479,47 @@ OPENAPI: dict[str, Any] = {
                 "properties": {"region": {"$ref": "#/components/schemas/Region"}},
                 "required": ["region"],
             },
+            "StoreState": {
+                "type": "object",
+                "properties": {
+                    "store_id": {"type": "integer"},
+                    "state": {
+                        "type": "string",
+                        "enum": ["up", "down", "unreachable", "unknown"],
+                    },
+                    "peer_addr": {"type": "string"},
+                    "client_addr": {"type": "string"},
+                    "admin_addr": {"type": "string"},
+                    "last_heard_seconds_ago": {
+                        "type": "number",
+                        "nullable": True,
+                        "description": "Since this store last heard from it; null if never "
+                        "since this store started (0 for this store itself).",
+                    },
+                    "down_since": {
+                        "type": "number",
+                        "nullable": True,
+                        "description": "Unix time since which this store has not heard from "
+                        "it (it is suspected down here); null if it hears from it.",
+                    },
+                    "unreachable_from": {
+                        "type": "array",
+                        "items": {"type": "integer"},
+                        "description": "The stores (this one included) that do not hear "
+                        "from it.",
+                    },
+                },
+                "required": [
+                    "store_id",
+                    "state",
+                    "peer_addr",
+                    "client_addr",
+                    "admin_addr",
+                    "last_heard_seconds_ago",
+                    "down_since",
+                    "unreachable_from",
+                ],
+            },
             "Status": {
                 "type": "object",
                 "properties": {
@@ -415,15 +538,8 @@ OPENAPI: dict[str, Any] = {
                     },
                     "stores": {
                         "type": "object",
-                        "description": "Addresses of every store known, by store id.",
-                        "additionalProperties": {
-                            "type": "object",
-                            "properties": {
-                                "peer_addr": {"type": "string"},
-                                "client_addr": {"type": "string"},
-                                "admin_addr": {"type": "string"},
-                            },
-                        },
+                        "description": "Every store known, by store id (as GET /stores).",
+                        "additionalProperties": _ref("StoreState"),
                     },
                     "uptime_seconds": {"type": "number"},
                     "stopping": {"type": "boolean"},

@@ -3,13 +3,15 @@
 `Store` (`store.py`) is built in layers, one module each: `base` (state and tunables),
 `outbox` (raft messages out), `lifecycle` (bootstrap, recovery, peer creation and
 destruction), `hibernate` (ticks, hibernation, store liveness), `messages` (raft messages in),
-`apply` (the apply loop and membership changes), and `store` itself (the round, the client
-API). A `Peer` (`peer.py`) is one region replica. `kv` applies KV commands, `dedupe` keeps
-request-id records, `cmd` and `membership` are the entry codecs, `snapshot` the snapshot data,
-`region` the metadata helpers, `errors` the store's error types.
+`apply` (the apply loop and membership changes), `promotion` (a new voter joins as a learner
+and is promoted once caught up), and `store` itself (the round, the client API). A `Peer`
+(`peer.py`) is one region replica. `kv` applies KV commands, `dedupe` keeps request-id
+records, `cmd` and `membership` are the entry codecs, `snapshot` the snapshot data, `region`
+the metadata helpers, `errors` the store's error types.
 """
 
 from .errors import (
+    CatchUpTimeout,
     EpochNotMatch,
     InvalidRequest,
     KeyNotInRegion,
@@ -34,6 +36,7 @@ from .region import (
 )
 
 __all__ = [
+    "CatchUpTimeout",
     "EpochNotMatch",
     "KeyNotInRegion",
     "NotLeader",

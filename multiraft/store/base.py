@@ -16,6 +16,7 @@ from router.lanes import OutboundLanes
 
 from .ids import IdAllocator
 from .kv import Unwritten
+from .membership import Promotion
 from .peer import Callback, Peer
 
 __all__ = [
@@ -82,6 +83,11 @@ class StoreConfig:
     split_merge_cooldown_ticks: int = 36_000
     # A merge is refused while a source replica lags more than this many entries behind.
     merge_max_log_gap: int = 128
+    # A new voter joins as a learner and is promoted once the leader sees it hold the
+    # region's data with at most `promote_max_lag` entries missing; if it has not caught up
+    # within `learner_catch_up_ticks` ticks, it stays a learner (promotion.py).
+    promote_max_lag: int = 8
+    learner_catch_up_ticks: int = 600
 
 
 @dataclass
@@ -161,6 +167,8 @@ class StoreBase:
         # stores not heard from for an election timeout.
         self._last_heard: dict[int, int] = {}
         self._suspected: set[int] = set()
+        # The stores a frame came from since this store started.
+        self._heard: set[int] = set()
         # Stores a frame went to since the last tick (the others get a store heartbeat).
         self._sent_since_tick: set[int] = set()
         self.lanes = OutboundLanes(store_id, max_frame_bytes=self.config.max_frame_bytes)
@@ -203,6 +211,8 @@ class StoreBase:
         self._merge_check_due = False
         # Regions whose waiting entries may be applied again this round.
         self._resume_apply: set[int] = set()
+        # Voters being added: the learner on the way, by region id (promotion.py).
+        self._promotions: dict[int, Promotion] = {}
         # KV writes of applied commands whose round is not committed yet (see KvApplier).
         self._unwritten: Unwritten = {}
         self.ids = IdAllocator(engine, store_id)

@@ -151,3 +151,11 @@ class MergeRolledBack(StoreError):
     both regions serve as before."""
 
     code = "MERGE_ROLLED_BACK"
+
+
+class CatchUpTimeout(StoreError):
+    """A replica added as a learner on the way to becoming a voter did not catch up with the
+    leader in time (its store is down, unreachable or slow): it stays a learner, the region's
+    voters are as they were."""
+
+    code = "CATCH_UP_TIMEOUT"

@@ -5,11 +5,17 @@ up, asks its followers whether the region may hibernate (MsgHibernateRequest); o
 the region stops ticking on every store. Any traffic but heartbeats wakes it. Stores exchange
 a frame every tick (an empty one if nothing else went there): a store not heard from for an
 election timeout is suspected, and the hibernated regions whose leader was there wake up and
-elect a new one."""
+elect a new one.
+
+What a store knows of the others' liveness is public (`store_liveness`): the server shows it
+(`GET /stores`) and exports it (`multiraft_store_up`). Besides the stores that hold replicas of
+its regions, the server has the store watch every store it knows of (`track_store`), so that a
+store without a region in common is seen too."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from multiraft.proto.serverpb_pb2 import (
     BatchRaftMessage,
@@ -22,12 +28,25 @@ from multiraft.proto.serverpb_pb2 import (
 from multiraft.raft import StateRole
 from router.codec import encode_batch
 
+from .errors import InvalidRequest
 from .lifecycle import PeerLifecycle
 from .peer import Peer
 
-__all__ = ['Hibernation']
+__all__ = ["Hibernation", "StoreLiveness"]
 
 _log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLiveness:
+    """Another store as this one sees it: `heard` once a frame came from it since this store
+    started; `silent_ticks` since its last frame (or since it was first watched); `suspected`
+    once silent for an election timeout (its hibernated regions were woken up)."""
+
+    store_id: int
+    heard: bool
+    silent_ticks: int
+    suspected: bool
 
 
 class Hibernation(PeerLifecycle):
@@ -131,6 +150,35 @@ class Hibernation(PeerLifecycle):
                 self._awake.discard(rid)
         elif extra.type == MsgRegionWakeUp:
             self._wake(rid)
+
+    def track_store(self, store_id: int) -> None:
+        """Watch `store_id`'s liveness (store heartbeats go to it every tick) even while no
+        region here has a replica there."""
+        if store_id != self.store_id:
+            self._last_heard.setdefault(store_id, self.lanes.clock)
+
+    def forget_store(self, store_id: int) -> None:
+        """Stop watching `store_id` (it left the cluster for good). Refused while
+        a region here still has a replica on it (InvalidRequest)."""
+        if any(p.store_id == store_id for peer in self.peers.values() for p in peer.region.peers):
+            raise InvalidRequest(
+                f"a region on store {self.store_id} still has a replica on store {store_id}"
+            )
+        self._last_heard.pop(store_id, None)
+        self._suspected.discard(store_id)
+        self._heard.discard(store_id)
+
+    def store_liveness(self) -> list[StoreLiveness]:
+        """Every store this one watches, by id (module docstring)."""
+        clock = self.lanes.clock
+        return [
+            StoreLiveness(s, s in self._heard, clock - heard, s in self._suspected)
+            for s, heard in sorted(self._last_heard.items())
+        ]
+
+    def suspected_stores(self) -> frozenset[int]:
+        """The stores not heard from for an election timeout."""
+        return frozenset(self._suspected)
 
     def awake_regions(self) -> int:
         return len(self._awake)

@@ -6,17 +6,22 @@ record, so every replica learns the new peer's store. Applying it bumps `conf_ve
 (TiKV's rule). A change proposed in an older `conf_ver` than the region's at apply time is
 refused by every replica alike (the epoch travels in the entry, so the decision is
 deterministic) and leaves the configuration as it is.
+
+A voter is never added straight away: the store adds a learner and promotes it once it caught
+up (`Promotion`, `learner_lag`; the store's `promotion` layer), so that a region never counts
+in its quorum a replica that holds nothing yet or cannot be reached.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import msgpack
 
 from multiraft.proto.serverpb_pb2 import Learner, Peer, Region, Voter
-from multiraft.raft import ConfChange, ConfChangeType, ConfState
+from multiraft.raft import ConfChange, ConfChangeType, ConfState, RawNode
 
 from .errors import InvalidRequest
 from .region import find_peer, find_peer_on_store
@@ -27,6 +32,8 @@ __all__ = [
     "REMOVE",
     "OPS",
     "ConfChangeRequest",
+    "Promotion",
+    "learner_lag",
     "plan_conf_change",
     "decode_conf_change",
     "apply_to_region",
@@ -47,6 +54,29 @@ class ConfChangeRequest:
     conf_ver: int
     version: int
     peer: Peer
+
+
+@dataclass(slots=True)
+class Promotion:
+    """A voter being added: its learner (`peer_id` on `store_id`, proposed or already in the
+    region) is promoted once caught up; `callback(region, None)` once the promotion is
+    applied, or `callback(None, error)`. `deadline` is the store tick after which it is given
+    up (the learner stays)."""
+
+    store_id: int
+    peer_id: int
+    callback: Callable[[Any, Any], None]
+    deadline: int
+
+
+def learner_lag(node: RawNode[Any], peer_id: int) -> int | None:
+    """Leader: how many entries of its log the replica `peer_id` lacks, or None while it
+    holds none of them (it has not applied its first snapshot: a new replica's log starts
+    below the region's, so raft must send it one)."""
+    matched = node.matched_indexes().get(peer_id, 0)
+    if matched == 0:
+        return None
+    return max(0, node.last_index() - matched)
 
 
 def plan_conf_change(

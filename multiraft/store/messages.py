@@ -55,6 +55,7 @@ class Inbound(SplitCheck):
         bytes to `on_frame`). Any frame, even an empty one, is a store heartbeat."""
         self._last_heard[from_store] = self.lanes.clock
         self._suspected.discard(from_store)
+        self._heard.add(from_store)
         for m in batch.msgs:
             self.on_raft_message(m)
 

@@ -24,7 +24,6 @@ from typing import Any, Final
 from multiraft.proto.serverpb_pb2 import Learner, RegionEpoch
 from multiraft.raft import MessageType, ProposalDropped, Ready
 
-from .apply import ApplyLoop
 from .base import MAX_SAMPLES, RAFT_INIT_LOG_INDEX, StoreConfig, StoreStats, initial_peer_id
 from .cmd import Command, encode_command
 from .errors import (
@@ -36,8 +35,9 @@ from .errors import (
     StoreError,
 )
 from .kv import read_applied, scan_applied
-from .membership import REMOVE, plan_conf_change
+from .membership import ADD_VOTER, REMOVE, plan_conf_change
 from .peer import Callback, Peer
+from .promotion import Promotions
 from .region import check_region_epoch, find_peer_on_store, key_in_region
 
 __all__ = ["StoreConfig", "StoreStats", "Store", "RAFT_INIT_LOG_INDEX", "initial_peer_id"]
@@ -47,10 +47,10 @@ _log = logging.getLogger(__name__)
 _MSG_HEARTBEAT_RESPONSE: Final = MessageType.MsgHeartbeatResponse
 
 
-class Store(ApplyLoop):
+class Store(Promotions):
     """One process's regions (module docstring). The layers it is built of, bottom up:
-    `base` (state), `outbox`, `lifecycle`, `hibernate`, `split`, `merge`, `messages`, `apply`;
-    this module adds the round, the client API and the membership operations."""
+    `base` (state), `outbox`, `lifecycle`, `hibernate`, `split`, `merge`, `messages`, `apply`,
+    `promotion`; this module adds the round, the client API and the membership operations."""
 
     def tick(self) -> None:
         """One base tick (see `Hibernation.tick`), the merge checks every election timeout,
@@ -187,12 +187,22 @@ class Store(ApplyLoop):
             peer.node.transfer_leader(target.id)
         callback(None, None)
 
-    def change_peer(self, region_id: int, op: str, store_id: int, callback: Callback) -> None:
-        """Add a voter ("add_voter", promoting a learner if that store has one), add a learner
-        ("add_learner") or remove the replica on `store_id` ("remove"). `callback(region,
-        None)` with the new region once the change is applied here (the leader), or
-        `callback(None, error)`. Raises NotLeader / RegionNotFound / InvalidRequest /
-        RegionBusy (another change is in flight)."""
+    def change_peer(
+        self,
+        region_id: int,
+        op: str,
+        store_id: int,
+        callback: Callback,
+        *,
+        catch_up_ticks: int | None = None,
+    ) -> None:
+        """Add a voter ("add_voter"), add a learner ("add_learner") or remove the replica on
+        `store_id` ("remove"). `callback(region, None)` with the new region once the change
+        is applied here (the leader), or `callback(None, error)`. A voter joins as a learner
+        first and is promoted once caught up (`promotion.py`): its callback waits for the
+        promotion, and fails with CatchUpTimeout (it stays a learner) if the learner did not
+        catch up within `catch_up_ticks` (default `learner_catch_up_ticks`). Raises NotLeader
+        / RegionNotFound / InvalidRequest / RegionBusy (another change is in flight)."""
         peer = self.peers.get(region_id)
         if peer is None or not peer.initialized:
             raise RegionNotFound(region_id)
@@ -208,6 +218,20 @@ class Store(ApplyLoop):
             raise RegionBusy(f"region {region_id}: a merge is in progress")
         if node.is_transferring_leader():
             raise RegionBusy(f"region {region_id}: a leader transfer is in progress")
+        promoting = self.promotion_pending(region_id)
+        if promoting is not None:
+            if not (op == REMOVE and store_id == promoting):
+                raise RegionBusy(
+                    f"region {region_id}: the learner on store {promoting} is catching up to "
+                    "become a voter"
+                )
+            self.cancel_promotion(region_id, store_id, InvalidRequest(
+                f"region {region_id}: the learner on store {store_id} is being removed"
+            ))
+        existing = find_peer_on_store(peer.region, store_id)
+        if op == ADD_VOTER and (existing is None or existing.role == Learner):
+            self._add_voter(peer, store_id, existing, callback, catch_up_ticks)
+            return
         new_id = 0 if op == REMOVE else self.ids.next_id()
         cc = plan_conf_change(peer.region, op, store_id, peer.meta.id, new_id)
         try:
@@ -318,3 +342,6 @@ class Store(ApplyLoop):
         """Fail everything that waits on this store (it is going away)."""
         for peer in self.peers.values():
             peer.fail_all(err)
+        promotions, self._promotions = self._promotions, {}
+        for p in promotions.values():
+            p.callback(None, err)

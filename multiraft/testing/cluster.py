@@ -393,10 +393,17 @@ class SimCluster:
                 raise OpFailed(f"admin call on region {region_id}: no answer within {self.op_timeout}s")
             self.run_for(0.05)
 
-    def change_peer(self, region_id: int, op: str, store_id: int) -> Region:
-        """Add a voter / learner or remove the replica on `store_id` (see Store.change_peer);
-        returns the region once the change is applied on the leader."""
-        region: Region = self._admin(region_id, lambda s, cb: s.change_peer(region_id, op, store_id, cb))
+    def change_peer(
+        self, region_id: int, op: str, store_id: int, *, catch_up_ticks: int | None = None
+    ) -> Region:
+        """Add a voter / learner or remove the replica on `store_id` (see Store.change_peer:
+        a voter joins as a learner and is promoted once caught up); returns the region once
+        the change is applied on the leader. Raises the store's error if refused
+        (CatchUpTimeout: the learner did not catch up within `catch_up_ticks`)."""
+        region: Region = self._admin(
+            region_id,
+            lambda s, cb: s.change_peer(region_id, op, store_id, cb, catch_up_ticks=catch_up_ticks),
+        )
         return region
 
     def split(self, region_id: int, keys: list[bytes]) -> list[Region]:

@@ -46,7 +46,10 @@ def test_single_store_reads(tmp_path: Path) -> None:
                 assert set(r) == REGION_KEYS
                 assert set(r["epoch"]) == {"conf_ver", "version"}
                 assert r["leader"] == {"peer_id": r["peers"][0]["id"], "store_id": 1}
-                assert r["peers"] == [{"id": r["peers"][0]["id"], "store_id": 1, "role": "voter"}]
+                [p] = r["peers"]
+                assert {k: p[k] for k in ("store_id", "role")} == {"store_id": 1, "role": "voter"}
+                # The leader's store shows how far each replica's log goes (its own: all).
+                assert p["matched"] >= r["applied_index"] > 0
                 assert isinstance(r["hibernated"], bool)
             # Keys are hex; the ranges tile the key space.
             assert regions[0]["start_key"] == "" and regions[-1]["end_key"] == ""

@@ -131,7 +131,7 @@ def test_dashboard_queries_only_exported_metrics(scrape: str) -> None:
         "multiraft_batch_regions_per_round_sum", "multiraft_raft_messages_sent_total",
         "multiraft_frames_sent_total", "multiraft_snapshots_total",
         "multiraft_transport_dropped_frames_total", "process_resident_memory_bytes",
-        *SPLIT_MERGE,
+        "multiraft_store_up", *SPLIT_MERGE,
     } <= queried
     missing = queried - exported_names(scrape) - PROMETHEUS_SERIES
     assert missing <= PENDING, f"dead panels: {sorted(missing - PENDING)}"
@@ -174,7 +174,9 @@ def test_alert_rules_query_only_exported_metrics(scrape: str) -> None:
         )
         assert r["annotations"]["summary"]
         queried |= queried_metrics(r["expr"])
-    assert {"up", "multiraft_leaders", "multiraft_fsync_duration_seconds_bucket"} <= queried
+    assert {
+        "up", "multiraft_leaders", "multiraft_fsync_duration_seconds_bucket", "multiraft_store_up"
+    } <= queried
     missing = queried - exported_names(scrape) - PROMETHEUS_SERIES
     assert not missing, f"alerts on metrics no store exports: {sorted(missing)}"
     # Prometheus loads them (docker-compose mounts the file where prometheus.yml says).
