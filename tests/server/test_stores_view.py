@@ -94,6 +94,11 @@ def test_a_dead_store_is_removed_once_its_replicas_moved(tmp_path: Path) -> None
             ):
                 st, body = await http("DELETE", nodes.url(1, path))
                 assert (st, body["error"]["code"]) == (status, code), (path, body)
+            # (Region 1 may have been led from store 3: wait for its new leader.)
+            await until(lambda: any(
+                n.store.peers[1].is_leader() for n in (nodes.nodes[1], nodes.nodes[2], n4)
+                if 1 in n.store.peers
+            ))
             st, body = await http("DELETE", nodes.url(2, "/regions/1/peers/3"))
             assert st == 200, body
             st, body = await http("DELETE", nodes.url(1, "/stores/3"))
