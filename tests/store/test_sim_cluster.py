@@ -107,6 +107,53 @@ def _history(ops: list[SimOp]) -> list[KvOp]:
     return out
 
 
+def submit_random_ops(c: SimCluster, rng: random.Random, keys: list[bytes], clients: list[SimOp | None]) -> None:
+    """Each client without an operation in flight starts one: put, get (twice as likely),
+    CAS or delete of one of `keys`, with small values so that CAS often matches."""
+    for i, cur in enumerate(clients):
+        if cur is None or cur.done:
+            k = rng.choice(keys)
+            kind = rng.choice(["put", "get", "cas", "delete", "get"])
+            v = bytes([rng.randrange(4)])
+            if kind == "put":
+                clients[i] = c.submit_put(k, v)
+            elif kind == "get":
+                clients[i] = c.submit_get(k)
+            elif kind == "delete":
+                clients[i] = c.submit_delete(k)
+            else:
+                clients[i] = c.submit_cas(k, rng.choice([None, bytes([rng.randrange(4)])]), v)
+
+
+def inject_random_fault(c: SimCluster, rng: random.Random, crashed: int | None) -> int | None:
+    """Maybe crash a store (one at a time), restart the crashed one, isolate one, or heal;
+    returns the store now crashed, if any."""
+    fault = rng.random()
+    if fault < 0.08 and crashed is None:
+        crashed = rng.choice([1, 2, 3])
+        c.crash(crashed)
+    elif fault < 0.16 and crashed is not None:
+        c.restart(crashed)
+        crashed = None
+    elif fault < 0.22:
+        a = rng.choice([1, 2, 3])
+        c.partition([a], [s for s in (1, 2, 3) if s != a])
+    elif fault < 0.30:
+        c.heal()
+    return crashed
+
+
+def check_linearizable(c: SimCluster, crashed: int | None, seed: int) -> None:
+    """Heal, restart, let every operation finish, and check the history."""
+    c.heal()
+    if crashed is not None:
+        c.restart(crashed)
+    c.run_until(lambda: all(o.done for o in c.ops), timeout=60)
+    res = check_history(_history(c.ops))
+    assert res.ok, f"seed {seed}: {res.explain()}"
+    assert any(o.error is None for o in c.ops)
+
+
 def _linearizability_run(
     seed: int, steps: int = 40, write_delay: tuple[float, float] | None = None
 ) -> None:
@@ -123,40 +170,10 @@ def _linearizability_run(
     clients: list[SimOp | None] = [None] * 4
     crashed: int | None = None
     for _ in range(steps):
-        # Each client has at most one operation in flight.
-        for i, cur in enumerate(clients):
-            if cur is None or cur.done:
-                k = rng.choice(keys)
-                kind = rng.choice(["put", "get", "cas", "delete", "get"])
-                v = bytes([rng.randrange(4)])
-                if kind == "put":
-                    clients[i] = c.submit_put(k, v)
-                elif kind == "get":
-                    clients[i] = c.submit_get(k)
-                elif kind == "delete":
-                    clients[i] = c.submit_delete(k)
-                else:
-                    clients[i] = c.submit_cas(k, rng.choice([None, bytes([rng.randrange(4)])]), v)
-        fault = rng.random()
-        if fault < 0.08 and crashed is None:
-            crashed = rng.choice([1, 2, 3])
-            c.crash(crashed)
-        elif fault < 0.16 and crashed is not None:
-            c.restart(crashed)
-            crashed = None
-        elif fault < 0.22:
-            a = rng.choice([1, 2, 3])
-            c.partition([a], [s for s in (1, 2, 3) if s != a])
-        elif fault < 0.30:
-            c.heal()
+        submit_random_ops(c, rng, keys, clients)
+        crashed = inject_random_fault(c, rng, crashed)
         c.run_for(rng.uniform(0.05, 0.6))
-    c.heal()
-    if crashed is not None:
-        c.restart(crashed)
-    c.run_until(lambda: all(o.done for o in c.ops), timeout=60)
-    res = check_history(_history(c.ops))
-    assert res.ok, f"seed {seed}: {res.explain()}"
-    assert any(o.error is None for o in c.ops)
+    check_linearizable(c, crashed, seed)
 
 
 SEEDS = int(os.environ.get("MULTIRAFT_LIN_SEEDS", "100"))

@@ -18,10 +18,9 @@ from multiraft.store import EpochNotMatch, InvalidRequest, RegionBusy, StoreErro
 from multiraft.store.errors import MergeRefused
 from multiraft.store.store import Store, StoreConfig
 from multiraft.testing.cluster import OpFailed, SimCluster, SimOp
-from multiraft.testing.linearizability import check_history
 from multiraft.testing.simnet import LinkFaults
 
-from .test_sim_cluster import _history
+from .test_sim_cluster import check_linearizable, inject_random_fault, submit_random_ops
 
 
 def _keys(c: SimCluster, n: int = 26) -> dict[bytes, bytes]:
@@ -489,22 +488,9 @@ def _split_merge_run(seed: int, steps: int = 50) -> dict[str, int]:
     admin: list[tuple[str, list[tuple[Any, StoreError | None]]]] = []
     crashed: int | None = None
     for _ in range(steps):
-        for i, cur in enumerate(clients):
-            if cur is None or cur.done:
-                k = rng.choice(keys)
-                kind = rng.choice(["put", "get", "cas", "delete", "get"])
-                v = bytes([rng.randrange(4)])
-                if kind == "put":
-                    clients[i] = c.submit_put(k, v)
-                elif kind == "get":
-                    clients[i] = c.submit_get(k)
-                elif kind == "delete":
-                    clients[i] = c.submit_delete(k)
-                else:
-                    clients[i] = c.submit_cas(k, rng.choice([None, bytes([rng.randrange(4)])]), v)
-        r = rng.random()
+        submit_random_ops(c, rng, keys, clients)
         regions = c.regions()
-        if r < 0.25 and regions:
+        if rng.random() < 0.25 and regions:
             # A split or a merge, asked of the region's leader (refusals are fine).
             if rng.random() < 0.5 or len(regions) == 1:
                 region = rng.choice(regions)
@@ -528,24 +514,9 @@ def _split_merge_run(seed: int, steps: int = 50) -> dict[str, int]:
                         admin.append(("merge", box))
                     except StoreError as e:
                         outcomes[f"merge:{e.code}"] = outcomes.get(f"merge:{e.code}", 0) + 1
-        elif r < 0.31 and crashed is None:
-            crashed = rng.choice([1, 2, 3])
-            c.crash(crashed)
-        elif r < 0.40 and crashed is not None:
-            c.restart(crashed)
-            crashed = None
-        elif r < 0.45:
-            a = rng.choice([1, 2, 3])
-            c.partition([a], [s for s in (1, 2, 3) if s != a])
-        elif r < 0.52:
-            c.heal()
+        crashed = inject_random_fault(c, rng, crashed)
         c.run_for(rng.uniform(0.05, 0.6))
-    c.heal()
-    if crashed is not None:
-        c.restart(crashed)
-    c.run_until(lambda: all(o.done for o in c.ops), timeout=60)
-    res = check_history(_history(c.ops))
-    assert res.ok, f"seed {seed}: {res.explain()}"
+    check_linearizable(c, crashed, seed)
     # The layout settles: every store agrees, the ranges tile the key space, and every
     # acknowledged state is readable through the regions that hold it now.
     c.run_until(lambda: _converged(c), timeout=120)
