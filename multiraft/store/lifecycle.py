@@ -267,6 +267,12 @@ class PeerLifecycle(Outbox):
             self.merged_into[rid] = merged_into
         wb.put(CF_RAFT_STATE, region_state_key(rid), state.SerializeToString())
         peer.fail_all(RegionNotFound(rid))
+        merge_cb = self._merge_callbacks.pop(rid, None)
+        if merge_cb is not None:  # a merge asked here, settled elsewhere
+            if merged_into is not None:
+                merge_cb(merged_into, None)
+            else:
+                merge_cb(None, RegionNotFound(rid))
         del self.peers[rid]
         self._awake.discard(rid)
         self._dirty.discard(rid)

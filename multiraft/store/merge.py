@@ -308,10 +308,7 @@ class Merge(Split):
         self._checked.add(region.id)
         peer.dedupe.inherit(sp.dedupe.live_records(cmd.commit), wb, e.index)
         self._merging.discard(source.id)
-        self._destroy_peer(sp, merged_into=region)
-        cb = self._merge_callbacks.pop(source.id, None)
-        if cb is not None:
-            cb(region, None)
+        self._destroy_peer(sp, merged_into=region)  # (answers the merge if asked here)
         _log.info(
             "region %d: merged region %d at %d, now [%s, %s)",
             region.id,
