@@ -1,13 +1,14 @@
 """The store: one process hosting many regions (sans-asyncio, like TiKV's raftstore).
 
-`Store` (`store.py`) is built in layers, one module each: `base` (state and tunables),
-`outbox` (raft messages out), `lifecycle` (bootstrap, recovery, peer creation and
-destruction), `hibernate` (ticks, hibernation, store liveness), `messages` (raft messages in),
-`apply` (the apply loop and membership changes), `promotion` (a new voter joins as a learner
-and is promoted once caught up), and `store` itself (the round, the client API). A `Peer`
-(`peer.py`) is one region replica. `kv` applies KV commands, `dedupe` keeps request-id
-records, `cmd` and `membership` are the entry codecs, `snapshot` the snapshot data, `region`
-the metadata helpers, `errors` the store's error types.
+`Store` (`store.py`) is built in layers, one module each, bottom up: `base` (state and
+tunables), `outbox` (raft messages out), `lifecycle` (bootstrap, recovery, peer creation and
+destruction), `hibernate` (ticks, hibernation, store liveness), `split` and `merge` (region
+split and merge through raft), `split_check` (automatic split and merge), `messages` (raft
+messages in), `apply` (the apply loop and membership changes), `promotion` (a new voter joins
+as a learner and is promoted once caught up), and `store` itself (the round, the client API).
+A `Peer` (`peer.py`) is one region replica. `kv` applies KV commands, `dedupe` keeps
+request-id records, `cmd`, `admin_cmd` and `membership` are the entry codecs, `snapshot` the
+snapshot data, `region` the metadata helpers, `errors` the store's error types.
 """
 
 from .errors import (
