@@ -132,6 +132,7 @@ def _admin_part(tmp: str, args: argparse.Namespace) -> dict[str, Any]:
                     # Store 1 sees the range whole again before the next round.
                     while not any(r["start_key"] == "4000" and r["end_key"] == "8000" for r in _regions(c)):
                         time.sleep(0.05)
+                    stop.wait(args.interval)
                 except (urllib.error.URLError, OSError, KeyError, StopIteration, ValueError) as e:
                     errors.append(repr(e)[:200])
                     time.sleep(0.5)
@@ -211,6 +212,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--base-tick-ms", type=int, default=100)
     p.add_argument("--region-split-size", type=int, default=256 << 10)
+    p.add_argument(
+        "--interval", type=float, default=2.0,
+        help="seconds between two split-and-merge cycles (0: back to back, a stress test)",
+    )
     p.add_argument("--only", choices=["admin", "auto"], default=None)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-save", action="store_true")
@@ -223,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
             "value_size": args.value_size,
             "duration_s": args.duration,
             "base_tick_ms": args.base_tick_ms,
+            "interval_s": args.interval,
             "fsync": True,
         }
     }

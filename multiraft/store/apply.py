@@ -179,6 +179,7 @@ class ApplyLoop(Inbound):
                 f"region {region.id}: conf change proposed in another epoch", [region]
             )
         cs = peer.node.apply_conf_change(req.cc)
+        peer.drop_lease()  # a quorum of the new configuration has not answered yet
         new = apply_to_region(region, req)
         # The region (with the apply state, in `wb`) is the source of truth; the raft conf
         # state follows in the round's batch (recovery re-derives it if a crash split them).

@@ -50,8 +50,9 @@ class StoreConfig:
     max_size_per_msg: int = 1 << 20
     max_inflight_msgs: int = 256
     max_frame_bytes: int = 4 << 20
-    # Reads by leader lease instead of a ReadIndex heartbeat round (needs check_quorum; stale
-    # for up to an election timeout if the clocks of the stores drift apart).
+    # Reads by leader lease instead of a ReadIndex heartbeat round, within 80% of an election
+    # timeout of the last heartbeat round a quorum answered, measured on the store's clock
+    # (needs check_quorum, and a clock: stale only if clocks drift by more than the margin).
     lease_reads: bool = False
     # Followers learn a new commit index from the next append or heartbeat instead of an
     # append of its own (raft-rs `skip_bcast_commit`; TiKV's default): fewer messages per
@@ -175,7 +176,8 @@ class StoreBase:
         self._decoders: dict[int, FrameDecoder] = {}
         self.stats = StoreStats()
         self._send_snapshot = send_snapshot
-        # Only for latency metrics (never for decisions: time is `tick()`).
+        # A monotonic clock (seconds): latency metrics, and the leases of lease reads (the
+        # one decision made on it; everything else runs on `tick()`).
         self._clock = clock
         # Raft writes of every region: one batch, one fsync per round. The server passes a
         # pipelined batcher (a writer thread) and sets its `on_complete` to run a round; by

@@ -66,6 +66,9 @@ _CREATING_MSGS = frozenset(
 )
 
 
+# The share of the election timeout a lease lasts (the rest is the margin for clock drift
+# between stores and for timers that fire late; TiKV: 9 s of a 10 s election timeout).
+_LEASE_SHARE = 0.8
 _VOTES = frozenset({MessageType.MsgRequestVote, MessageType.MsgRequestPreVote})
 _MAX_PENDING_VOTES = 1024
 
@@ -170,7 +173,9 @@ class PeerLifecycle(Outbox):
             applied=applied.applied_index,
             max_size_per_msg=c.max_size_per_msg,
             max_inflight_msgs=c.max_inflight_msgs,
-            read_only_option=ReadOnlyOption.LeaseBased if c.lease_reads else ReadOnlyOption.Safe,
+            # Always confirmed by a quorum: lease reads are the store's (`Peer.lease_until`,
+            # on a clock), not raft's tick-counted lease, which a paused process outlives.
+            read_only_option=ReadOnlyOption.Safe,
             skip_bcast_commit=c.skip_bcast_commit,
         )
         if region.region_epoch.version:
@@ -194,6 +199,8 @@ class PeerLifecycle(Outbox):
         )
         peer.dedupe.window = c.dedupe_window
         peer.born = self.lanes.clock
+        if c.lease_reads and self._clock is not None:
+            peer.lease_seconds = c.election_ticks * c.base_tick_seconds * _LEASE_SHARE
         self.peers[region.id] = peer
         self._dirty.add(region.id)
         self._awake.add(region.id)

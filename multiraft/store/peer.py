@@ -73,6 +73,10 @@ class Peer:
         "hot_checks",
         "born",
         "merged_hint",
+        "lease_seconds",
+        "lease_until",
+        "_read_sent_at",
+        "_term",
     )
 
     def __init__(
@@ -102,6 +106,19 @@ class Peer:
         self._to_read: list[Callable[[StoreError | None], None]] = []
         # Reads whose read_index request is in flight, by context.
         self._reads_waiting_index: dict[bytes, list[Callable[[StoreError | None], None]]] = {}
+        # Lease reads (0: off): a ReadIndex round whose heartbeats left at time `t` (the
+        # store's monotonic clock) proves that no other leader can be elected before
+        # `t + lease_seconds` — the quorum that answered will not vote for anyone else until
+        # an election timeout after hearing from us (check-quorum), and `lease_seconds` is
+        # shorter than that by a margin for clock drift. Until `lease_until`, reads are served
+        # at the commit index without a heartbeat round. Measured on a clock, never in ticks:
+        # a leader paused past its lease (its ticks stopped too) must not trust it.
+        self.lease_seconds = 0.0
+        self.lease_until = 0.0
+        # When each ReadIndex round in flight was asked (its heartbeats go out in that round).
+        self._read_sent_at: dict[bytes, float] = {}
+        # The term of the last Ready's hard state.
+        self._term = 0
         # Reads with a read index, waiting for it to be applied: (index, reads).
         self._reads_waiting_apply: list[tuple[int, list[Callable[[StoreError | None], None]]]] = []
         self._next_read_ctx = 1
@@ -239,7 +256,16 @@ class Peer:
     def track_proposal(
         self, index: int, term: int, callback: Callback, *, conf_change: bool = False, admin: bool = False
     ) -> None:
-        self.proposals[index] = _Proposal(term, callback, conf_change, admin)
+        self._track(index, _Proposal(term, callback, conf_change, admin))
+
+    def _track(self, index: int, proposal: _Proposal) -> None:
+        """Wait for the entry at `index`. One of an older term there was overwritten: this
+        leader lost and regained leadership without a Ready showing it (a term change within
+        one round), so nothing failed that proposal yet."""
+        old = self.proposals.get(index)
+        if old is not None:
+            old.callback(None, StaleCommand(f"region {self.region.id}: proposal overwritten"))
+        self.proposals[index] = proposal
 
     def has_pending_conf_change(self) -> bool:
         return any(p.conf_change for p in self.proposals.values())
@@ -248,9 +274,9 @@ class Peer:
         """A membership change, split or merge proposed here is not applied yet."""
         return any(p.conf_change or p.admin for p in self.proposals.values())
 
-    def flush_client_work(self) -> None:
+    def flush_client_work(self, now: float | None = None) -> None:
         """Propose this round's commands as one MsgPropose, and ask one read index for this
-        round's reads."""
+        round's reads (or, with a valid lease at time `now`, serve them at the commit index)."""
         if self._to_propose:
             batch, self._to_propose = self._to_propose, []
             node = self.node
@@ -262,22 +288,54 @@ class Peer:
             else:
                 term = node.term()
                 for i, (_, cb) in enumerate(batch):
-                    self.proposals[first + i] = _Proposal(term, cb)
+                    self._track(first + i, _Proposal(term, cb))
         # Reads wait until the leader committed an entry of its term: before that its commit
         # index may be stale and raft drops the request (etcd-io/etcd#7331).
         if self._to_read and self.is_leader() and self.node.commit_to_current_term():
             reads, self._to_read = self._to_read, []
+            if now is not None and now < self.lease_until and not self.node.is_transferring_leader():
+                # Within the lease no other leader exists: our commit index is the latest.
+                self._reads_waiting_apply.append((self.node.commit_index(), reads))
+                self.serve_ready_reads()
+                return
             ctx = self._next_read_ctx.to_bytes(8, "big")
             self._next_read_ctx += 1
             self._reads_waiting_index[ctx] = reads
+            if now is not None and self.lease_seconds:
+                self._read_sent_at[ctx] = now
             self.node.read_index(ctx)
 
     def on_read_states(self, read_states: list[Any]) -> None:
         for rs in read_states:
-            reads = self._reads_waiting_index.pop(rs.request_ctx, None)
+            ctx = rs.request_ctx
+            reads = self._reads_waiting_index.pop(ctx, None)
             if reads is not None:
                 self._reads_waiting_apply.append((rs.index, reads))
+            sent = self._read_sent_at.pop(ctx, None)
+            if sent is not None and self.is_leader():
+                self.lease_until = max(self.lease_until, sent + self.lease_seconds)
         self.serve_ready_reads()
+
+    def on_term(self, term: int) -> None:
+        """A Ready's hard state carries `term`. If the term changed, the read index requests
+        of the old term are gone from raft (even if this replica leads again, having lost
+        and regained leadership within one round): fail their reads (retryable)."""
+        if term == self._term:
+            return
+        self._term = term
+        self.drop_lease()
+        if self._reads_waiting_index:
+            waiting, self._reads_waiting_index = self._reads_waiting_index, {}
+            err = StaleCommand(f"region {self.region.id}: term changed")
+            for reads in waiting.values():
+                for cb in reads:
+                    cb(err)
+
+    def drop_lease(self) -> None:
+        """No more lease reads until a ReadIndex round proves leadership again (leadership
+        lost or handed over, membership changed)."""
+        self.lease_until = 0.0
+        self._read_sent_at.clear()
 
     def serve_ready_reads(self) -> None:
         if not self._reads_waiting_apply:
@@ -299,6 +357,8 @@ class Peer:
         is_leader = self.is_leader()
         if self.was_leader and not is_leader:
             self.fail_all(StaleCommand(f"region {self.region.id}: leadership changed"))
+        if not is_leader or not self.was_leader:
+            self.drop_lease()
         self.was_leader = is_leader
 
     def fail_all(self, err: StoreError) -> None:
@@ -316,6 +376,7 @@ class Peer:
         for _, rs in self._reads_waiting_apply:
             reads.extend(rs)
         self._to_read, self._reads_waiting_index, self._reads_waiting_apply = [], {}, []
+        self._read_sent_at.clear()
         for read_cb in reads:
             read_cb(err)
 

@@ -184,6 +184,7 @@ class Store(Promotions):
             raise InvalidRequest(f"region {region_id} has no voter on store {to_store}")
         self._wake(region_id)
         if target.id != peer.meta.id:
+            peer.drop_lease()  # the transferee is elected at once, not after a timeout
             peer.node.transfer_leader(target.id)
         callback(None, None)
 
@@ -257,6 +258,7 @@ class Store(Promotions):
             for m in replay:
                 self.on_raft_message(m)
         dirty, self._dirty = self._dirty, set()
+        now = self._clock() if self._clock is not None else None
         batcher = self.batcher
         work: list[tuple[Peer, list[Any]]] = []
         restored = False
@@ -265,11 +267,13 @@ class Store(Promotions):
             if peer is None:
                 continue
             if peer.has_client_work():
-                peer.flush_client_work()
+                peer.flush_client_work(now)
             node = peer.node
             if not node.has_ready():
                 continue
             rd = node.ready()
+            if rd.hs is not None:
+                peer.on_term(rd.hs.term)
             if rd.ss is not None:
                 peer.on_role_change()
                 self._wake(rid)

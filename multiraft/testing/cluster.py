@@ -106,6 +106,9 @@ class SimCluster:
             else:
                 store.join(CLUSTER_ID)
             self._start(sid, store)
+        # Paused stores: what reaches them meanwhile, taken in order when they resume.
+        self._held: dict[int, list[Callable[[], None]]] = {}
+        self._held_ops: dict[int, list[SimOp]] = {}
         # The region layout the clients route by (refreshed when a store says it changed).
         self._layout: list[Region] = []
         if elect:
@@ -129,13 +132,17 @@ class SimCluster:
             random.Random(self.rng.getrandbits(64)),
             send_snapshot=lambda to, header, data, done: self._send_snapshot(sid, to, header, data, done),
             batcher=batcher,
+            clock=lambda: self.loop.now,
         )
 
     def _send_snapshot(self, frm: int, to: int, header: bytes, data: bytes, done: Callable[[bool], None]) -> None:
         def deliver() -> None:
             store = self.stores.get(to)
             if store is not None:
-                store.on_snapshot(frm, header, data)
+                if to in self._held:
+                    self._held[to].append(lambda: store.on_snapshot(frm, header, data))
+                else:
+                    store.on_snapshot(frm, header, data)
 
         self.net.send_stream(frm, to, deliver, done, len(data))
 
@@ -155,24 +162,51 @@ class SimCluster:
         store = self._alive(sid, gen)
         if store is None:
             return
-        store.tick()
+        if sid not in self._held:  # (a paused store's ticks are lost, as a process's are)
+            store.tick()
         self.loop.call_later(self.tick_interval, lambda: self._tick(sid, gen))
 
     def _round(self, sid: int, gen: int) -> None:
         store = self._alive(sid, gen)
         if store is None:
             return
-        store.round()
+        if sid not in self._held:
+            store.round()
         self.loop.call_later(self.round_interval, lambda: self._round(sid, gen))
 
     def _deliver(self, to: int, frm: int, frame: bytes) -> None:
         store = self.stores.get(to)
         if store is not None:
-            store.on_frame(frm, frame)
+            if to in self._held:
+                self._held[to].append(lambda: store.on_frame(frm, frame))
+            else:
+                store.on_frame(frm, frame)
+
+    def pause(self, sid: int, seconds: float) -> None:
+        """Stop store `sid` for `seconds` of virtual time, as SIGSTOP / SIGCONT would: it
+        ticks and works no more, what reaches it (frames, snapshots, client requests) waits
+        and is taken in order when it resumes; time goes on, so its clock jumps."""
+        assert sid in self.stores and sid not in self._held, f"store {sid} is not running"
+        self._held[sid] = []
+        gen = self._generation[sid]
+        self.loop.call_later(seconds, lambda: self._resume(sid, gen))
+
+    def _resume(self, sid: int, gen: int) -> None:
+        if self._alive(sid, gen) is None:
+            return  # crashed meanwhile (and maybe restarted and paused again: not ours)
+        held = self._held.pop(sid, [])
+        ops = self._held_ops.pop(sid, [])
+        for work in held:
+            work()
+        for op in ops:
+            self._attempt(op, sid)
 
     def crash(self, sid: int) -> None:
         """Kill a store: it loses everything not synced; clients waiting on it get errors."""
         store = self.stores.pop(sid)
+        self._held.pop(sid, None)
+        for op in self._held_ops.pop(sid, []):  # their connection broke: the client retries
+            self._retry(op, 0.02)
         self._generation[sid] += 1
         store.stop(StoreError(f"store {sid} crashed"))
         writer = self._writers.pop(sid, None)
@@ -277,7 +311,9 @@ class SimCluster:
     def submit_get(self, key: bytes) -> SimOp:
         return self._new_op("get", key)
 
-    def _attempt(self, op: SimOp) -> None:
+    def _attempt(self, op: SimOp, to: int | None = None) -> None:
+        """One try of `op`, at store `to` (a request that waited for it to resume) or at the
+        region's leader as far as the client knows."""
         if op.done:
             return
         if self.loop.now >= op.deadline:
@@ -287,11 +323,18 @@ class SimCluster:
         region_id = self._region_of(op.key)
         live = [s for s in self.store_ids if s in self.stores]
         hint = self._leader_hint.get(region_id)
-        sid = hint if hint in self.stores else (live[op.attempts % len(live)] if live else None)
+        if to is not None and to in self.stores:
+            sid: int | None = to
+        else:
+            sid = hint if hint in self.stores else (live[op.attempts % len(live)] if live else None)
         if sid is None:
             self._retry(op, 0.1)
             return
         store = self.stores[sid]
+        if sid in self._held:  # the request waits in the paused store's socket
+            op.attempts -= 1
+            self._held_ops.setdefault(sid, []).append(op)
+            return
 
         def on_done(result: Any, err: StoreError | None) -> None:
             if err is None:
