@@ -307,6 +307,8 @@ class AdminServer:
         return region_json(peer.region, peer, store.is_hibernated(rid), self._size(peer))
 
     def _size(self, peer: Peer) -> int:
+        if peer.approx_bytes >= 0:
+            return peer.approx_bytes  # counted once, kept up to date by the apply loop
         rid, applied = peer.region.id, peer.applied_index
         cached = self._sizes.get(rid)
         if cached is not None and cached[0] == applied:
