@@ -297,7 +297,7 @@ class Raft(Generic[S]):
         if c.applied > 0:
             self.commit_apply(c.applied)
         self.become_follower(self.term, INVALID_ID)
-        self.logger.info(
+        self.logger.debug(
             "newRaft: peers=%s, last index=%d, last term=%d, commit=%d, applied=%d",
             self.prs.conf,
             self.raft_log.last_index(),
@@ -648,7 +648,7 @@ class Raft(Generic[S]):
             assert ok, "appending an empty EntryConfChangeV2 should never be dropped"
             self.pending_conf_index = self.raft_log.last_index()
             self.bcast_append()
-            self.logger.info(
+            self.logger.debug(
                 "initiating automatic transition out of joint configuration %s", self.prs.conf
             )
 
@@ -673,7 +673,7 @@ class Raft(Generic[S]):
             if term != self.term:
                 # Entries of an earlier term finished persisting after this node became
                 # leader: they are in the leader's log and durable, so they count.
-                self.logger.info(
+                self.logger.debug(
                     "leader persisted entries of earlier term %d up to %d", term, index
                 )
             pr = self.prs.progress.get(self.id)
@@ -759,7 +759,7 @@ class Raft(Generic[S]):
         from_role = self.state
         self.state = StateRole.Follower
         self.pending_request_snapshot = pending_request_snapshot
-        self.logger.info("became follower at term %d (from %s, leader %d)", term, from_role.name, leader_id)
+        self.logger.debug("became follower at term %d (from %s, leader %d)", term, from_role.name, leader_id)
 
     def become_candidate(self) -> None:
         """Start an election: new term, vote for self (paper §5.2)."""
@@ -767,7 +767,7 @@ class Raft(Generic[S]):
         self.reset(self.term + 1)
         self.vote = self.id
         self.state = StateRole.Candidate
-        self.logger.info("became candidate at term %d", self.term)
+        self.logger.debug("became candidate at term %d", self.term)
 
     def become_pre_candidate(self) -> None:
         """Start a pre-election (thesis §9.6): neither the term nor the vote change."""
@@ -777,7 +777,7 @@ class Raft(Generic[S]):
         # If a network partition happens, and leader is in minority partition, it will step
         # down, and become follower without notifying others.
         self.leader_id = INVALID_ID
-        self.logger.info("became pre-candidate at term %d", self.term)
+        self.logger.debug("became pre-candidate at term %d", self.term)
 
     def become_leader(self) -> None:
         assert self.state != StateRole.Follower, "invalid transition [follower -> leader]"
@@ -799,7 +799,7 @@ class Raft(Generic[S]):
         # (paper §5.4.2) and lets reads be served (thesis §6.4).
         ok = self.append_entry([Entry()])
         assert ok, "appending an empty entry should never be dropped"
-        self.logger.info("became leader at term %d", self.term)
+        self.logger.debug("became leader at term %d", self.term)
 
     # -- ticks ----------------------------------------------------------------------------
 
@@ -845,11 +845,11 @@ class Raft(Generic[S]):
             self.logger.debug("ignoring MsgHup because already leader")
             return
         if not self.promotable:
-            self.logger.warning("is unpromotable and can not campaign")
+            self.logger.debug("is unpromotable and can not campaign")
             return
         if self.raft_log.unstable.snapshot is not None:
             # A snapshot not yet handed to storage: the node's state is in flux (etcd #12163).
-            self.logger.warning("is unpromotable and can not campaign; pending snapshot")
+            self.logger.debug("is unpromotable and can not campaign; pending snapshot")
             return
         # Never campaign while committed conf changes are unapplied: the configuration this
         # node would campaign in may already be stale (etcd-io/etcd#7280).
@@ -859,12 +859,12 @@ class Raft(Generic[S]):
             self.raft_log.committed + 1,
             GetEntriesContext(GetEntriesContext.TRANSFER_LEADER),
         ):
-            self.logger.warning(
+            self.logger.debug(
                 "cannot campaign at term %d since there are still pending configuration changes to apply",
                 self.term,
             )
             return
-        self.logger.info("starting a new election")
+        self.logger.debug("starting a new election")
         if transfer_leader:
             self.campaign(CAMPAIGN_TRANSFER)
         elif self.pre_vote:
@@ -921,7 +921,7 @@ class Raft(Generic[S]):
             if campaign_type == CAMPAIGN_TRANSFER:
                 m.context = campaign_type
             self.send(m)
-        self.logger.info(
+        self.logger.debug(
             "[logterm: %d, index: %d] sent %s request to voters at term %d",
             last_term,
             last_index,
@@ -934,7 +934,7 @@ class Raft(Generic[S]):
         self.prs.record_vote(from_, vote)
         granted, rejected, res = self.prs.tally_votes()
         if from_ != self.id:
-            self.logger.info(
+            self.logger.debug(
                 "received %s %s from %d; %d granted, %d rejected",
                 MessageType.Name(t),
                 "rejection" if not vote else "grant",
@@ -964,7 +964,7 @@ class Raft(Generic[S]):
             return
         if not self.raft_log.maybe_commit(m.commit, m.commit_term):
             return
-        self.logger.info(
+        self.logger.debug(
             "[commit: %d, lastindex: %d, lastterm: %d] fast-forwarded commit to vote request "
             "[index: %d, term: %d]",
             self.raft_log.committed,
@@ -1005,7 +1005,7 @@ class Raft(Generic[S]):
                     # A server that heard from a current leader within the minimum election
                     # timeout neither updates its term nor grants its vote (thesis §4.2.3):
                     # this stops removed or partitioned nodes from disrupting the cluster.
-                    self.logger.info(
+                    self.logger.debug(
                         "[logterm: %d, index: %d, vote: %d] ignored %s from %d "
                         "[logterm: %d, index: %d] at term %d: lease is not expired "
                         "(remaining ticks: %d)",
@@ -1027,7 +1027,7 @@ class Raft(Generic[S]):
                 # term, and makes us a follower below.
                 pass
             else:
-                self.logger.info(
+                self.logger.debug(
                     "received a message with higher term from %d (%s at term %d)",
                     m.from_,
                     MessageType.Name(mt),
@@ -1047,7 +1047,7 @@ class Raft(Generic[S]):
             elif mt == _MsgRequestPreVote:
                 # A pre-candidate with a lower term must learn our term, or a cluster that
                 # switched to pre-vote could deadlock (etcd-io/etcd#8243).
-                self.logger.info(
+                self.logger.debug(
                     "rejected %s from %d at lower term %d", MessageType.Name(mt), m.from_, m.term
                 )
                 to_send = new_message(m.from_, _MsgRequestPreVoteResponse)
@@ -1112,7 +1112,7 @@ class Raft(Generic[S]):
             self.maybe_commit_by_vote(m)
 
     def _log_vote(self, m: Message, verdict: str) -> None:
-        self.logger.info(
+        self.logger.debug(
             "[logterm: %d, index: %d, vote: %d] %s %s from %d [logterm: %d, index: %d] at term %d",
             self.raft_log.last_term(),
             self.raft_log.last_index(),
@@ -1133,7 +1133,7 @@ class Raft(Generic[S]):
             return
         if mt == _MsgCheckQuorum:
             if not self.prs.quorum_recently_active(self.id):
-                self.logger.warning("stepped down to follower since quorum is not active")
+                self.logger.debug("stepped down to follower since quorum is not active")
                 self.become_follower(self.term, INVALID_ID)
             return
         if mt == _MsgPropose:
@@ -1202,7 +1202,7 @@ class Raft(Generic[S]):
             if not reason:
                 self.pending_conf_index = self.raft_log.last_index() + i + 1
             else:
-                self.logger.info(
+                self.logger.debug(
                     "ignoring conf change %s: %s (config %s, pending index %d, applied %d)",
                     cc,
                     reason,
@@ -1302,7 +1302,7 @@ class Raft(Generic[S]):
         while self.maybe_send_append(m.from_, pr, False):
             pass
         if m.from_ == self.lead_transferee and pr.matched == self.raft_log.last_index():
-            self.logger.info("sent MsgTimeoutNow to %d after received MsgAppResp", m.from_)
+            self.logger.debug("sent MsgTimeoutNow to %d after received MsgAppResp", m.from_)
             self.send_timeout_now(m.from_)
 
     def handle_heartbeat_response(self, m: Message, pr: Progress) -> None:
@@ -1356,22 +1356,22 @@ class Raft(Generic[S]):
         last = self.lead_transferee
         if last is not None:
             if last == lead_transferee:
-                self.logger.info(
+                self.logger.debug(
                     "transfer leadership to %d is in progress, ignores request to same node", last
                 )
                 return
             self.abort_leader_transfer()
-            self.logger.info("abort previous transferring leadership to %d", last)
+            self.logger.debug("abort previous transferring leadership to %d", last)
         if lead_transferee == self.id:
             self.logger.debug("already leader; ignored transferring leadership to self")
             return
-        self.logger.info("starts to transfer leadership to %d", lead_transferee)
+        self.logger.debug("starts to transfer leadership to %d", lead_transferee)
         # The transfer should finish within one election timeout.
         self.election_elapsed = 0
         self.lead_transferee = lead_transferee
         if pr.matched == self.raft_log.last_index():
             self.send_timeout_now(lead_transferee)
-            self.logger.info(
+            self.logger.debug(
                 "sends MsgTimeoutNow to %d immediately as it already has up-to-date log",
                 lead_transferee,
             )
@@ -1384,7 +1384,7 @@ class Raft(Generic[S]):
     def step_candidate(self, m: Message) -> None:
         mt = m.msg_type
         if mt == _MsgPropose:
-            self.logger.info("no leader at term %d; dropping proposal", self.term)
+            self.logger.debug("no leader at term %d; dropping proposal", self.term)
             raise ProposalDropped("raft: proposal dropped: no leader")
         if mt == _MsgAppend:
             assert self.term == m.term
@@ -1414,7 +1414,7 @@ class Raft(Generic[S]):
         mt = m.msg_type
         if mt == _MsgPropose:
             if self.leader_id == INVALID_ID:
-                self.logger.info("no leader at term %d; dropping proposal", self.term)
+                self.logger.debug("no leader at term %d; dropping proposal", self.term)
                 raise ProposalDropped("raft: proposal dropped: no leader")
             m.to = self.leader_id
             self.send(m)
@@ -1432,13 +1432,13 @@ class Raft(Generic[S]):
             self.handle_snapshot(m)
         elif mt == _MsgTransferLeader:
             if self.leader_id == INVALID_ID:
-                self.logger.info("no leader at term %d; dropping leader transfer msg", self.term)
+                self.logger.debug("no leader at term %d; dropping leader transfer msg", self.term)
                 return
             m.to = self.leader_id
             self.send(m)
         elif mt == _MsgTimeoutNow:
             if self.promotable:
-                self.logger.info(
+                self.logger.debug(
                     "received MsgTimeoutNow from %d and starts an election to get leadership",
                     m.from_,
                 )
@@ -1447,12 +1447,12 @@ class Raft(Generic[S]):
                 # extra round trip.
                 self.hup(True)
             else:
-                self.logger.info(
+                self.logger.debug(
                     "received MsgTimeoutNow from %d but is not promotable", m.from_
                 )
         elif mt == _MsgReadIndex:
             if self.leader_id == INVALID_ID:
-                self.logger.info("no leader at term %d; dropping index reading msg", self.term)
+                self.logger.debug("no leader at term %d; dropping index reading msg", self.term)
                 return
             m.to = self.leader_id
             self.send(m)
@@ -1531,7 +1531,7 @@ class Raft(Generic[S]):
         snap = Snapshot()
         snap.CopyFrom(m.snapshot)
         if self.restore(snap):
-            self.logger.info(
+            self.logger.debug(
                 "[commit: %d] restored snapshot [index: %d, term: %d]",
                 self.raft_log.committed,
                 sindex,
@@ -1539,7 +1539,7 @@ class Raft(Generic[S]):
             )
             index = self.raft_log.last_index()
         else:
-            self.logger.info(
+            self.logger.debug(
                 "[commit: %d] ignored snapshot [index: %d, term: %d]",
                 self.raft_log.committed,
                 sindex,
@@ -1576,7 +1576,7 @@ class Raft(Generic[S]):
             # Older than the snapshot this node asked for (sent before the request): restoring
             # it would drop entries already acknowledged to the leader, which counts them as
             # matched and may commit them on that basis (simulator seed 1413).
-            self.logger.info(
+            self.logger.debug(
                 "ignored snapshot [index: %d] older than requested %d", meta.index, pending
             )
             return False
@@ -1584,7 +1584,7 @@ class Raft(Generic[S]):
             meta.index, meta.term
         ):
             # The log already has the snapshot's last entry: just fast-forward the commit.
-            self.logger.info(
+            self.logger.debug(
                 "fast-forwarded commit to snapshot [index: %d, term: %d]", meta.index, meta.term
             )
             self.raft_log.commit_to(meta.index)
@@ -1601,7 +1601,7 @@ class Raft(Generic[S]):
         pr = self.prs.progress[self.id]
         pr.maybe_update(pr.next_idx - 1)
         self.pending_request_snapshot = INVALID_INDEX
-        self.logger.info(
+        self.logger.debug(
             "restored snapshot [index: %d, term: %d]", meta.index, meta.term
         )
         return True
@@ -1611,13 +1611,13 @@ class Raft(Generic[S]):
     def request_snapshot(self) -> None:
         """Ask the leader for a snapshot at least as recent as our last index."""
         if self.state == StateRole.Leader:
-            self.logger.info("can not request snapshot on leader; dropping request snapshot")
+            self.logger.debug("can not request snapshot on leader; dropping request snapshot")
         elif self.leader_id == INVALID_ID:
-            self.logger.info("drop request snapshot because of no leader")
+            self.logger.debug("drop request snapshot because of no leader")
         elif self.snap() is not None:
-            self.logger.info("there is a pending snapshot; dropping request snapshot")
+            self.logger.debug("there is a pending snapshot; dropping request snapshot")
         elif self.pending_request_snapshot != INVALID_INDEX:
-            self.logger.info("there is a pending snapshot request; dropping request snapshot")
+            self.logger.debug("there is a pending snapshot request; dropping request snapshot")
         else:
             request_index = self.raft_log.last_index()
             request_index_term = self.raft_log.term(request_index)
@@ -1625,7 +1625,7 @@ class Raft(Generic[S]):
                 self.pending_request_snapshot = request_index
                 self.send_request_snapshot()
                 return
-            self.logger.info(
+            self.logger.debug(
                 "mismatched term, request snapshot is dropped (term %d, last term %d)",
                 self.term,
                 request_index_term,
@@ -1662,7 +1662,7 @@ class Raft(Generic[S]):
 
     def post_conf_change(self) -> ConfState:
         """Update derived state after the configuration changed."""
-        self.logger.info("switched to configuration %s", self.prs.conf)
+        self.logger.debug("switched to configuration %s", self.prs.conf)
         cs = self.prs.conf.to_conf_state()
         is_voter = self.prs.conf.voters.contains(self.id)
         self.promotable = is_voter

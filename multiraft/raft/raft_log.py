@@ -125,7 +125,7 @@ class RaftLog(Generic[S]):
             if idx > last:
                 return idx
             if not self.match_term(idx, e.term):
-                _log.info(
+                _log.debug(
                     "found conflict at index %d [existing term: %d, conflicting term: %d]",
                     idx,
                     self.term(idx),
@@ -367,7 +367,7 @@ class RaftLog(Generic[S]):
     def restore(self, snapshot: Snapshot) -> None:
         """Replace the log by a snapshot (it becomes the unstable snapshot)."""
         index = snapshot.metadata.index
-        _log.info(
+        _log.debug(
             "log [%r] starts to restore snapshot [index: %d, term: %d]",
             self,
             index,

@@ -587,6 +587,18 @@ class RawNode(Generic[S]):
         assert prev <= log.last_index(), f"entries start at {prev + 1}, past the log's end"
         log.maybe_append(prev, log.term(prev), commit, ents)
 
+    def forget_leader(self, delay_ticks: int = 0) -> None:
+        """The host knows this follower's leader is gone (its process fell silent, or the
+        group is new): stop honouring the leader's lease — vote requests are answered again
+        — and hold this node's own campaign back `delay_ticks` more ticks (a host that lets
+        one chosen replica campaign first keeps the others from colliding with it).
+        A leader or candidate is left as it is."""
+        raft = self.raft
+        if raft.state not in (StateRole.Follower, StateRole.PreCandidate):
+            return
+        raft.leader_id = INVALID_ID
+        raft.election_elapsed = min(raft.election_elapsed, 0) - delay_ticks
+
     def reset_election_elapsed(self) -> None:
         """Restart the election timer (a host that stopped ticking this node — hibernation —
         gives its peers a whole timeout to answer before check-quorum counts them)."""

@@ -216,7 +216,8 @@ class AdminServer:
         node = self.node
         store = node.store
         peers = store.peers
-        hibernated = sum(1 for rid in peers if store.is_hibernated(rid))
+        hibernated = len(peers) - store.awake_regions()
+        leaderless = sum(1 for p in peers.values() if p.node.leader_id() == 0)
         c = node.config
         return web.json_response(
             {
@@ -225,6 +226,7 @@ class AdminServer:
                 "regions": len(peers),
                 "leaders": store.leaders(),
                 "hibernated": hibernated,
+                "without_leader": leaderless,
                 "addresses": {
                     "peer": node.peer_addr,
                     "client": node.client_addr,

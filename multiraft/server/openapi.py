@@ -528,6 +528,10 @@ OPENAPI: dict[str, Any] = {
                     "regions": {"type": "integer"},
                     "leaders": {"type": "integer"},
                     "hibernated": {"type": "integer"},
+                    "without_leader": {
+                        "type": "integer",
+                        "description": "Regions here that know no leader (elections going on).",
+                    },
                     "addresses": {
                         "type": "object",
                         "properties": {

@@ -179,6 +179,7 @@ class ApplyLoop(Inbound):
                 f"region {region.id}: conf change proposed in another epoch", [region]
             )
         cs = peer.node.apply_conf_change(req.cc)
+        self.stats.conf_changes_applied += 1
         peer.drop_lease()  # a quorum of the new configuration has not answered yet
         new = apply_to_region(region, req)
         # The region (with the apply state, in `wb`) is the source of truth; the raft conf
@@ -198,7 +199,7 @@ class ApplyLoop(Inbound):
             # The removed replica may never hear of its removal (the leader stops talking to
             # it): tell it directly.
             self._send_tombstone(peer, gone)
-        _log.info(
+        _log.debug(
             "region %d: applied conf change %s at %d, now %s",
             region.id,
             req.cc.change_type,
@@ -257,6 +258,6 @@ class ApplyLoop(Inbound):
             if p.store_id != self.store_id:
                 self._last_heard.setdefault(p.store_id, self.lanes.clock)
         self.stats.snapshots_applied += 1
-        _log.info(
+        _log.debug(
             "region %d: applied snapshot at %d (%d keys)", region.id, meta.index, len(data.kv) // 2
         )

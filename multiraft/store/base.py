@@ -4,6 +4,7 @@ lifecycle, hibernate, messages, apply, store)."""
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -62,6 +63,8 @@ class StoreConfig:
     log_gc_keep: int = 1000
     # Retried writes apply once if retried within this many entries of the original.
     dedupe_window: int = 100_000
+    # A summary of the regions' events in the log every this many ticks (if any happened).
+    summary_ticks: int = 100
     # The base tick in seconds (turns request counts per check into a rate; the store
     # reads no clock).
     base_tick_seconds: float = 0.1
@@ -114,7 +117,10 @@ class StoreStats:
     peers_created: int = 0
     peers_destroyed: int = 0
     unreachable_reports: int = 0
+    # Regions that elected a leader here / whose leader here stepped down.
     leader_changes: int = 0
+    leaderships_lost: int = 0
+    conf_changes_applied: int = 0
     reads: int = 0
     # Raft messages by eraftpb MessageType value.
     sent_by_type: dict[int, int] = field(default_factory=dict)
@@ -211,6 +217,13 @@ class StoreBase:
         # A merge was prepared in this round: check the merges at its end (the CommitMerge
         # goes out now rather than at the next merge-check tick).
         self._merge_check_due = False
+        # Regions whose replica here was chosen to campaign first: (region id, the tick from
+        # which it may), oldest first (`lifecycle._schedule_election`).
+        self._campaigns: deque[tuple[int, int]] = deque()
+        # Regions led here (as the rounds saw the role changes), and the counters of the
+        # last log summary.
+        self._leader_count = 0
+        self._summary: dict[str, int] = {}
         # Regions whose waiting entries may be applied again this round.
         self._resume_apply: set[int] = set()
         # Voters being added: the learner on the way, by region id (promotion.py).

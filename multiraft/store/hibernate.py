@@ -24,6 +24,7 @@ from multiraft.proto.serverpb_pb2 import (
     MsgHibernateResponse,
     MsgRegionWakeUp,
     RaftMessage,
+    Voter,
 )
 from multiraft.raft import StateRole
 from router.codec import encode_batch
@@ -49,6 +50,11 @@ class StoreLiveness:
     suspected: bool
 
 
+# Campaigns started per tick at most (a store of 100,000 regions starting, or taking over
+# the leaders of a dead store, sends their votes in waves).
+_CAMPAIGNS_PER_TICK = 2000
+
+
 class Hibernation(PeerLifecycle):
     """Ticks, hibernation and store liveness (module docstring)."""
 
@@ -58,6 +64,8 @@ class Hibernation(PeerLifecycle):
         self.lanes.clock += 1
         clock = self.lanes.clock
         election = self.config.election_ticks
+        if self._campaigns:
+            self._start_campaigns(clock)
         for rid in list(self._awake):
             peer = self.peers[rid]
             peer.node.tick()
@@ -100,14 +108,43 @@ class Hibernation(PeerLifecycle):
         self._dirty.add(rid)
 
     def _wake_regions_led_from(self, store: int) -> None:
-        """A store went silent: hibernated regions whose leader was there tick again, so they
-        elect a new leader after an election timeout."""
+        """A store went silent: the regions whose leader was there wake up (a hibernated one
+        would not notice) and elect a new one, one chosen replica first
+        (`_schedule_election`)."""
         for rid, peer in self.peers.items():
-            if rid in self._awake:
-                continue
             leader = peer.leader_meta()
-            if leader is None or leader.store_id == store:
+            if leader is not None and leader.store_id == store and peer.initialized:
                 self._wake(rid)
+                self._schedule_election(peer, gone=store)
+            elif rid not in self._awake and leader is None:
+                self._wake(rid)
+
+    def _start_campaigns(self, clock: int) -> None:
+        """The campaigns `_schedule_election` chose this store for, in order, at most
+        `_CAMPAIGNS_PER_TICK` a tick; each once a quorum of its voters' stores is heard from
+        (at start, the others may not be up yet)."""
+        started = 0
+        campaigns = self._campaigns
+        while campaigns and started < _CAMPAIGNS_PER_TICK:
+            rid, not_before = campaigns[0]
+            if not_before > clock:
+                return
+            campaigns.popleft()
+            peer = self.peers.get(rid)
+            if peer is None or peer.node.leader_id() or peer.node.role() != StateRole.Follower:
+                continue  # a leader emerged meanwhile (or this replica is gone)
+            voters = [p.store_id for p in peer.region.peers if p.role == Voter]
+            heard = sum(
+                1
+                for s in voters
+                if s == self.store_id or (self._last_heard.get(s, 0) > 0 and s not in self._suspected)
+            )
+            if heard * 2 <= len(voters):
+                campaigns.append((rid, clock + 1))
+                continue
+            peer.node.campaign()
+            self._wake(rid)
+            started += 1
 
     def _ask_to_hibernate(self, peer: Peer) -> None:
         node = peer.node

@@ -29,6 +29,7 @@ from multiraft.proto.serverpb_pb2 import (
     Region,
     RegionLocalState,
     Tombstone,
+    Voter,
 )
 from multiraft.raft import (
     Config,
@@ -141,6 +142,8 @@ class PeerLifecycle(Outbox):
                 if state.state == Merging:
                     peer.merge_state = state.merge_state
                     self._merging.add(region_id)
+                if peer.initialized:
+                    self._schedule_election(peer)
 
     def _new_storage(self, region_id: int) -> RegionStorage:
         return RegionStorage(
@@ -209,6 +212,29 @@ class PeerLifecycle(Outbox):
                 self._last_heard.setdefault(p.store_id, 0)
         return peer
 
+    def _schedule_election(self, peer: Peer, gone: int = 0) -> None:
+        """The region needs a leader (it was just opened, or its leader's store `gone` fell
+        silent). Rather than let every replica campaign at a random moment — at 100,000
+        regions a storm of split votes — one replica, chosen by region id among the voters
+        on the stores still heard from, campaigns first (so leaders also spread evenly over
+        the stores); the others hold their own campaign back an election timeout, in case
+        the chosen one cannot. Campaigns start at most `_CAMPAIGNS_PER_TICK` a tick."""
+        stores = sorted(
+            p.store_id
+            for p in peer.region.peers
+            if p.role == Voter and p.store_id != gone and p.store_id not in self._suspected
+        )
+        if self.store_id not in stores:
+            return  # a learner here, or this store is not among the chosen's candidates
+        node = peer.node
+        if stores[peer.region.id % len(stores)] == self.store_id:
+            node.forget_leader()
+            # (A couple of ticks: the other stores notice the silence too, and stop
+            # honouring the old leader's lease.)
+            self._campaigns.append((peer.region.id, self.lanes.clock + (2 if gone else 0)))
+        else:
+            node.forget_leader(self.config.election_ticks)
+
     def _maybe_create_peer(self, m: RaftMessage) -> Peer | None:
         """An uninitialized replica for a message to a region this store does not know, if the
         message may create one and its range overlaps no initialized region here (TiKV's
@@ -250,7 +276,7 @@ class PeerLifecycle(Outbox):
         self.engine.write(wb, sync=False)
         self.tombstones.pop(region.id, None)
         self.stats.peers_created += 1
-        _log.info("store %d: created peer %d of region %d", self.store_id, m.to_peer.id, region.id)
+        _log.debug("store %d: created peer %d of region %d", self.store_id, m.to_peer.id, region.id)
         return self._open_peer(region)
 
     def _destroy_peer(self, peer: Peer, *, merged_into: Region | None = None) -> None:
@@ -274,6 +300,8 @@ class PeerLifecycle(Outbox):
             self.merged_into[rid] = merged_into
         wb.put(CF_RAFT_STATE, region_state_key(rid), state.SerializeToString())
         peer.fail_all(RegionNotFound(rid))
+        if peer.was_leader:
+            self._leader_count -= 1
         merge_cb = self._merge_callbacks.pop(rid, None)
         if merge_cb is not None:  # a merge asked here, settled elsewhere
             if merged_into is not None:

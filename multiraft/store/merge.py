@@ -137,7 +137,7 @@ class Merge(Split):
         target.CopyFrom(t)
         self._propose_admin(src, PrepareMerge(min_index, target), prepared)
         self._merge_callbacks[source_id] = done
-        _log.info("region %d: merge into region %d proposed (%s)", source_id, target_id, trigger)
+        (_log.info if trigger == "admin" else _log.debug)("region %d: merge into region %d proposed (%s)", source_id, target_id, trigger)
 
     def _merging_peers(self) -> list[Peer]:
         return [self.peers[rid] for rid in self._merging if rid in self.peers]
@@ -165,7 +165,7 @@ class Merge(Split):
         # Nothing proposed after this applies (the epoch moved); reads stop here.
         peer.fail_after(e.index, RegionBusy(f"region {region.id} is merging"))
         self._wake(region.id)
-        _log.info(
+        _log.debug(
             "region %d: prepared to merge into region %d at %d", region.id, cmd.target.id, e.index
         )
         return region, None
@@ -187,7 +187,7 @@ class Merge(Split):
         cb = self._merge_callbacks.pop(region.id, None)
         if cb is not None:
             cb(None, MergeRolledBack(f"region {region.id}: the merge into region {ms.target.id} was rolled back (the target changed)"))
-        _log.info("region %d: merge into region %d rolled back at %d", region.id, ms.target.id, e.index)
+        _log.debug("region %d: merge into region %d rolled back at %d", region.id, ms.target.id, e.index)
         return region, None
 
     def _check_merges(self) -> None:
@@ -276,7 +276,7 @@ class Merge(Split):
             # The source replica here is gone (destroyed as stale before this target replica
             # got here): its data cannot be caught up. This replica takes a snapshot of the
             # target instead, which holds the merged range (asked again on merge checks).
-            _log.info(
+            _log.debug(
                 "region %d: CommitMerge of region %d, gone here; asking for a snapshot",
                 peer.region.id,
                 source.id,
@@ -309,7 +309,7 @@ class Merge(Split):
         peer.dedupe.inherit(sp.dedupe.live_records(cmd.commit), wb, e.index)
         self._merging.discard(source.id)
         self._destroy_peer(sp, merged_into=region)  # (answers the merge if asked here)
-        _log.info(
+        _log.debug(
             "region %d: merged region %d at %d, now [%s, %s)",
             region.id,
             source.id,
@@ -349,7 +349,7 @@ class Merge(Split):
         # Otherwise nothing here is about to merge this replica. (Should a target replica
         # appear later — a split of a stale region here creating it — and reach the
         # CommitMerge, it asks for a snapshot instead of waiting for a source that is gone.)
-        _log.info(
+        _log.debug(
             "region %d: merged into region %d elsewhere; destroying the stale replica",
             peer.region.id,
             m.merge_target.id,

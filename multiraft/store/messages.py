@@ -188,7 +188,7 @@ class Inbound(SplitCheck):
         if merged and m.message.snapshot.metadata.index <= peer.node.commit_index():
             return False  # raft would refuse it as stale: keep everything as it is
         for other in merged:
-            _log.info(
+            _log.debug(
                 "region %d: snapshot holds the merge of region %d; destroyed its stale replica",
                 region.id,
                 other.region.id,

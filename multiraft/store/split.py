@@ -135,7 +135,7 @@ class Split(Hibernation):
             right_derive,
         )
         self._propose_admin(peer, cmd, done)
-        _log.info(
+        (_log.info if trigger == "admin" else _log.debug)(
             "region %d: split at %d key(s) proposed (%s)", region_id, len(keys), trigger
         )
 
@@ -195,7 +195,7 @@ class Split(Hibernation):
                 self._create_split_peer(region, records, wb, campaign=was_leader)
         # Each piece may still be over the thresholds: the next split check looks again.
         self._checked.update(r.id for r in regions)
-        _log.info(
+        _log.debug(
             "region %d: split at %d into %s",
             parent.id,
             e.index,

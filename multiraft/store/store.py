@@ -54,9 +54,12 @@ class Store(Promotions):
 
     def tick(self) -> None:
         """One base tick (see `Hibernation.tick`), the merge checks every election timeout,
-        and the split check every `split_check_ticks`."""
+        the split check every `split_check_ticks`, and a summary in the log every
+        `summary_ticks` if anything happened."""
         super().tick()
         clock = self.lanes.clock
+        if clock % self.config.summary_ticks == 0:
+            self._log_summary()
         if (self._merging or self._merge_waiters) and clock % self.config.election_ticks == 0:
             self._check_merges()
         if clock % self.config.split_check_ticks == 0:
@@ -275,10 +278,15 @@ class Store(Promotions):
             if rd.hs is not None:
                 peer.on_term(rd.hs.term)
             if rd.ss is not None:
+                was = peer.was_leader
                 peer.on_role_change()
                 self._wake(rid)
-                if peer.was_leader:
+                if peer.was_leader and not was:
                     self.stats.leader_changes += 1
+                    self._leader_count += 1
+                elif was and not peer.was_leader:
+                    self.stats.leaderships_lost += 1
+                    self._leader_count -= 1
             if rd.read_states:
                 peer.on_read_states(rd.read_states)
             if rd.snapshot.metadata.index:
@@ -340,7 +348,36 @@ class Store(Promotions):
                     self._dirty.add(peer.region.id)
 
     def leaders(self) -> int:
-        return sum(1 for p in self.peers.values() if p.node.is_leader())
+        """Regions led here, as the last rounds saw them (O(1): kept up to date)."""
+        return self._leader_count
+
+    def _log_summary(self) -> None:
+        """One INFO line for what the regions did since the last one (per-region events are
+        logged at DEBUG only: a store of 100,000 regions would write hundreds of MB)."""
+        st = self.stats
+        now = {
+            "elected a leader here": st.leader_changes,
+            "lost their leader here": st.leaderships_lost,
+            "applied a snapshot": st.snapshots_applied,
+            "changed membership": st.conf_changes_applied,
+            "replicas created": st.peers_created,
+            "replicas destroyed": st.peers_destroyed,
+            "splits": sum(v for (_t, o), v in st.splits.items() if o == "ok"),
+            "merges": sum(v for (_t, o), v in st.merges.items() if o == "ok"),
+        }
+        prev, self._summary = self._summary, now
+        changed = [f"{now[k] - prev.get(k, 0):,} {k}" for k in now if now[k] != prev.get(k, 0)]
+        if changed:
+            seconds = self.config.summary_ticks * self.config.base_tick_seconds
+            _log.info(
+                "store %d, last %.0f s: %s (now %s regions, %s led here, %s awake)",
+                self.store_id,
+                seconds,
+                ", ".join(changed),
+                f"{len(self.peers):,}",
+                f"{self._leader_count:,}",
+                f"{len(self._awake):,}",
+            )
 
     def stop(self, err: StoreError) -> None:
         """Fail everything that waits on this store (it is going away)."""

@@ -377,3 +377,31 @@ def test_host_views_and_batch_propose() -> None:
     n.raft.election_elapsed = 3
     n.reset_election_elapsed()
     assert n.raft.election_elapsed == 0
+
+
+def test_forget_leader_ends_the_lease_and_holds_the_campaign_back() -> None:
+    """A host that knows the leader is gone: votes are granted again at once (check-quorum's
+    lease is about a leader that may still be alive), and this node's own campaign waits."""
+    cfg = new_test_config(2, 10, 1)
+    cfg.check_quorum = True
+    n = _node(2, [1, 2, 3], cfg=cfg)
+    n.step(_heartbeat(1, 2, 1))
+    assert n.leader_id() == 1
+    n.forget_leader(5)
+    assert n.leader_id() == 0 and n.raft.election_elapsed == -5
+    # A vote request of a higher term is granted (no lease to honour any more).
+    req = new_message(3, 2, MT.MsgRequestVote)
+    req.term, req.log_term, req.index = 2, 1, 10
+    n.step(req)
+    assert any(m.msg_type == MT.MsgRequestVoteResponse and not m.reject for m in n.raft.msgs)
+    leader = _bootstrapped(1, [1])
+    leader.campaign()
+    assert leader.is_leader()
+    leader.forget_leader(3)  # a leader is left as it is
+    assert leader.is_leader() and leader.leader_id() == 1
+
+
+def _heartbeat(frm: int, to: int, term: int) -> Message:
+    m = new_message(frm, to, MT.MsgHeartbeat)
+    m.term = term
+    return m
