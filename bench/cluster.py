@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from multiraft.server.localcluster import LocalCluster
 from multiraft.server.main import install_uvloop
 
-from .common import emit
+from .common import base_port, emit
 
 
 def _pct(sorted_lat: list[float], q: float) -> float:
@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
             args.stores,
             Path(tmp),
             initial_regions=args.regions,
+            base_port=base_port(args.stores),
             base_tick_ms=args.base_tick_ms,
             fsync=not args.no_fsync,
             log_level="warning",

@@ -40,3 +40,14 @@ def emit(name: str, result: dict[str, Any], save: bool = True) -> None:
     if save:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{name}.json").write_text(text + "\n")
+
+
+def base_port(stores: int) -> int:
+    """Free ports for a benchmark cluster, away from the defaults (20160...) and from the
+    ranges the tests pick from, so that a test or a playground running meanwhile does not
+    take them between the check and the start."""
+    import random
+
+    from multiraft.server.localcluster import free_base_port
+
+    return free_base_port(stores + 2, start=random.randrange(45000, 58000, 100))

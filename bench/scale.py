@@ -38,7 +38,7 @@ from typing import Any
 from multiraft.server.localcluster import LocalCluster
 from multiraft.server.main import install_uvloop
 
-from .common import emit
+from .common import base_port, emit
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -82,6 +82,9 @@ def _wait(pred: Any, timeout: float, poll: float = 0.5) -> float | None:
 def _all_led(c: LocalCluster, n: int, stores: list[int]) -> bool:
     total = 0
     for sid in stores:
+        proc = c.stores[sid].proc
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"store {sid} exited with {proc.returncode}:\n{c.log_tail(sid)}")
         s = _status(c, sid)
         if s is None or s["regions"] != n or s["without_leader"]:
             return False
@@ -141,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
             args.stores,
             Path(tmp),
             initial_regions=n,
+            base_port=base_port(args.stores),
             base_tick_ms=args.base_tick_ms,
             extra_args=args.server_arg,
         )

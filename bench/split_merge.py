@@ -36,7 +36,7 @@ from multiraft.server.localcluster import LocalCluster
 from multiraft.server.main import install_uvloop
 
 from .cluster import _load, _pct
-from .common import emit
+from .common import base_port, emit
 
 
 def _post(addr: str, path: str, body: Any) -> Any:
@@ -95,6 +95,7 @@ def _cluster(tmp: str, name: str, args: argparse.Namespace, regions: int, extra:
         args.stores,
         Path(tmp) / name,
         initial_regions=regions,
+        base_port=base_port(args.stores),
         base_tick_ms=args.base_tick_ms,
         log_level="warning",
         extra_args=extra,
