@@ -134,9 +134,14 @@ def encode_admin(req: AdminRequest) -> bytes:
 
 
 def _ints(v: object, what: str) -> list[int]:
-    if not isinstance(v, list) or not all(isinstance(x, int) and x > 0 for x in v):
+    if not isinstance(v, list) or not all(type(x) is int and x > 0 for x in v):
         raise AdminDecodeError(f"{what} must be a list of positive integers")
     return v
+
+
+def _index(v: object) -> bool:
+    """A log index: a non-negative integer (msgpack integers are below 2**64)."""
+    return type(v) is int and v >= 0
 
 
 def decode_admin(data: bytes) -> AdminRequest:
@@ -165,12 +170,12 @@ def decode_admin(data: bytes) -> AdminRequest:
             )
         elif kind == _PREPARE_MERGE:
             min_index, target = body
-            if not isinstance(min_index, int) or not isinstance(target, bytes):
+            if not _index(min_index) or not isinstance(target, bytes):
                 raise AdminDecodeError("bad PrepareMerge")
             cmd = PrepareMerge(min_index, Region.FromString(target))
         elif kind == _COMMIT_MERGE:
             source, commit, entries = body
-            if not isinstance(source, bytes) or not isinstance(commit, int):
+            if not isinstance(source, bytes) or not _index(commit):
                 raise AdminDecodeError("bad CommitMerge")
             if not isinstance(entries, list) or not all(isinstance(e, bytes) for e in entries):
                 raise AdminDecodeError("CommitMerge entries must be a list of bytes")
@@ -179,7 +184,7 @@ def decode_admin(data: bytes) -> AdminRequest:
             )
         elif kind == _ROLLBACK_MERGE:
             (commit,) = body
-            if not isinstance(commit, int):
+            if not _index(commit):
                 raise AdminDecodeError("bad RollbackMerge")
             cmd = RollbackMerge(commit)
         else:

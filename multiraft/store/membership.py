@@ -34,6 +34,7 @@ __all__ = [
     "ConfChangeRequest",
     "Promotion",
     "learner_lag",
+    "ConfChangeDecodeError",
     "plan_conf_change",
     "decode_conf_change",
     "apply_to_region",
@@ -119,12 +120,36 @@ def plan_conf_change(
     return ConfChange(change_type=change, node_id=peer.id, context=ctx)
 
 
+class ConfChangeDecodeError(ValueError):
+    """Malformed conf change entry data (never applied; the entry is skipped with this
+    error)."""
+
+
+_CHANGE_TYPES: Final = (
+    ConfChangeType.AddNode,
+    ConfChangeType.RemoveNode,
+    ConfChangeType.AddLearnerNode,
+)
+
+
 def decode_conf_change(data: bytes) -> ConfChangeRequest:
-    cc = ConfChange.FromString(data)
-    conf_ver, version, pid, sid, role = msgpack.unpackb(cc.context)
+    try:
+        cc = ConfChange.FromString(data)
+        conf_ver, version, pid, sid, role = msgpack.unpackb(cc.context)
+        if not all(type(x) is int for x in (conf_ver, version, pid, sid, role)):
+            raise ValueError("the context must hold five integers")
+        peer = Peer(id=pid, store_id=sid, role=role)  # (ValueError if out of range)
+    except Exception as e:  # protobuf and msgpack raise several types on garbage
+        raise ConfChangeDecodeError(f"not a conf change: {e}") from e
+    if cc.change_type not in _CHANGE_TYPES:
+        raise ConfChangeDecodeError(f"unknown conf change type {cc.change_type}")
+    if conf_ver < 0 or version < 0:
+        raise ConfChangeDecodeError(f"bad epoch in the context: {conf_ver}, {version}")
     if pid != cc.node_id:
-        raise ValueError(f"conf change context names peer {pid}, the change {cc.node_id}")
-    return ConfChangeRequest(cc, conf_ver, version, Peer(id=pid, store_id=sid, role=role))
+        raise ConfChangeDecodeError(
+            f"conf change context names peer {pid}, the change {cc.node_id}"
+        )
+    return ConfChangeRequest(cc, conf_ver, version, peer)
 
 
 def apply_to_region(region: Region, req: ConfChangeRequest) -> Region:

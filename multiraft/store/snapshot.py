@@ -20,6 +20,7 @@ import msgpack
 
 from multiraft.engine import CF_APPLY_STATE, CF_KV, WriteBatch
 from multiraft.engine.engine import ReadView
+from multiraft.engine.keys import MAX_KEY_SIZE
 from multiraft.proto.serverpb_pb2 import Region
 
 from .dedupe import dedupe_bounds
@@ -88,7 +89,36 @@ def decode_snapshot_data(data: bytes) -> SnapshotData:
         region = Region.FromString(region_bytes)
     except Exception as e:  # msgpack and protobuf raise several types on garbage
         raise SnapshotDecodeError(f"not a region snapshot: {e}") from e
+    _check_pairs(region, kv, dedupe)
     return SnapshotData(region, kv, dedupe)
+
+
+# Request-id record keys, without the region prefix: [0x02, 0x04).
+_RECORDS_LO, _RECORDS_HI = (b[8:] for b in dedupe_bounds(0))
+
+
+def _check_pairs(region: Region, kv: object, dedupe: object) -> None:
+    """Every pair must be writable the way `write_snapshot_data` writes it: keys of the
+    region's range and record keys, bytes of storable lengths (checked at C speed: a
+    snapshot holds up to millions of pairs)."""
+    if type(kv) is not list or type(dedupe) is not list:
+        raise SnapshotDecodeError("not a region snapshot: the pairs must be lists")
+    if not set(map(type, kv)) <= {bytes} or not set(map(type, dedupe)) <= {bytes}:
+        raise SnapshotDecodeError("not a region snapshot: keys and values must be bytes")
+    keys = kv[::2]
+    if keys:
+        start, end = region.start_key, region.end_key
+        if min(keys) < start or (end and max(keys) >= end):
+            raise SnapshotDecodeError(f"region {region.id}: a key outside the region's range")
+        if not 0 < min(map(len, keys)) <= max(map(len, keys)) <= MAX_KEY_SIZE:
+            raise SnapshotDecodeError(f"region {region.id}: a key of a bad length")
+    records = dedupe[::2]
+    if records and (
+        min(records) < _RECORDS_LO
+        or max(records) >= _RECORDS_HI
+        or max(map(len, records)) > MAX_KEY_SIZE - 8
+    ):
+        raise SnapshotDecodeError(f"region {region.id}: a bad request-id record key")
 
 
 def write_snapshot_data(batch: WriteBatch, snap: SnapshotData) -> None:
