@@ -200,6 +200,13 @@ class RegionInfo:
         return [p[1] for p in self.peers]
 
 
+def _wire_bytes(v: Any) -> bytes:
+    # (Not bytes(v): an integer there would allocate that many zero bytes.)
+    if type(v) is not bytes:
+        raise TypeError(f"expected bytes, got {type(v).__name__}")
+    return v
+
+
 def region_from_wire(d: Any) -> RegionInfo:
     """Parse one wire region (see the module docstring); raises ValueError if malformed."""
     try:
@@ -208,14 +215,14 @@ def region_from_wire(d: Any) -> RegionInfo:
         leader = d.get("leader")
         info = RegionInfo(
             id=int(d["id"]),
-            start=bytes(d["start"]),
-            end=bytes(d["end"]),
+            start=_wire_bytes(d["start"]),
+            end=_wire_bytes(d["end"]),
             conf_ver=int(epoch[0]),
             version=int(epoch[1]),
             peers=peers,
             leader=int(leader) if leader is not None else None,
         )
-    except (KeyError, IndexError, TypeError, ValueError) as e:
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError) as e:
         raise ValueError(f"malformed region {d!r:.200}: {e}") from None
     return info
 

@@ -119,7 +119,8 @@ def _get_epoch(req: dict[str, Any]) -> RegionEpoch | None:
 def _get_op(d: Any, i: int) -> Op:
     if type(d) is not dict:
         raise _Invalid(f"batch op {i} must be a map")
-    kind = _OP_KINDS.get(d.get("op"))  # type: ignore[arg-type]
+    name = d.get("op")
+    kind = _OP_KINDS.get(name) if type(name) is str else None
     if kind is None:
         raise _Invalid(f"batch op {i}: 'op' must be one of put, delete, cas")
     key = _get_key(d)
