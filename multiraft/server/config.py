@@ -84,6 +84,12 @@ class ServerConfig:
         return dict(self._peers)
 
     def validate(self) -> ServerConfig:
+        for name, f in _FIELDS.items():
+            v = getattr(self, name)
+            if f.type in ("int", int) and not 0 <= v < 1 << 63:
+                raise ConfigError(f"{name} must be in [0, 2**63), got {_show_int(v)}")
+            if name in _PATHS and "\0" in v:
+                raise ConfigError(f"{name} must not contain a NUL character, got {v!r}")
         if not 0 < self.store_id < 1 << 24:
             raise ConfigError(f"store_id must be in [1, {1 << 24}), got {self.store_id}")
         if self.cluster_id <= 0:
@@ -138,7 +144,8 @@ class ServerConfig:
                 self._peers.setdefault(self.store_id, parse_addr(self.advertised_peer_addr()))
             elif self.store_id not in self._peers:
                 raise ConfigError(
-                    f"store_id {self.store_id} is not in initial_cluster ({self.initial_cluster})"
+                    f"store_id {self.store_id} is not in initial_cluster "
+                    f"({self.initial_cluster!r})"
                 )
         else:
             self._peers = {self.store_id: parse_addr(self.advertised_peer_addr())}
@@ -150,6 +157,14 @@ class ServerConfig:
 
 
 _FIELDS = {f.name: f for f in fields(ServerConfig) if not f.name.startswith("_")}
+# Options naming files or directories (opened later: a NUL in them cannot be).
+_PATHS = frozenset({"data_dir", "tls_cert", "tls_key", "tls_ca"})
+
+
+def _show_int(v: int) -> str:
+    """`v` for a message (an integer of thousands of digits has no str: Python refuses to
+    convert it)."""
+    return str(v) if abs(v) < 1 << 256 else f"a {v.bit_length()}-bit integer"
 # Listen-on-everything hosts: fine to listen on, meaningless to dial.
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
@@ -157,7 +172,7 @@ WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 def parse_addr(addr: str, what: str = "address") -> tuple[str, int]:
     """`host:port` (IPv6 as `[::1]:port`) -> (host, port)."""
     host, sep, port_s = addr.rpartition(":")
-    if not sep or not host or not port_s.isdigit():
+    if not sep or not host or not (port_s.isascii() and port_s.isdigit()):
         raise ConfigError(f"{what}: expected host:port, got {addr!r}")
     port = int(port_s)
     if not 0 < port < 65536:
@@ -175,9 +190,12 @@ def parse_initial_cluster(spec: str) -> dict[int, tuple[str, int]]:
     for part in spec.split(","):
         part = part.strip()
         sid, sep, addr = part.partition("=")
-        if not sep or not sid.strip().isdigit():
+        sid = sid.strip()
+        if not sep or not (sid.isascii() and sid.isdigit()):
             raise ConfigError(f"initial_cluster: expected id=host:port, got {part!r}")
         store = int(sid)
+        if not 0 < store < 1 << 24:
+            raise ConfigError(f"initial_cluster: store id {store} not in [1, {1 << 24})")
         if store in out:
             raise ConfigError(f"initial_cluster: store {store} listed twice")
         out[store] = parse_addr(addr.strip(), f"initial_cluster store {store}")
@@ -214,7 +232,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
                 doc = tomllib.load(f)
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as e:
+        except OSError as e:
+            raise ConfigError(f"config file {path}: cannot read it: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {path}: not UTF-8 text: {e.reason}") from None
+        except RecursionError:
+            raise ConfigError(f"config file {path}: values nested too deeply") from None
+        except ValueError as e:  # TOMLDecodeError, or an integer of too many digits
             raise ConfigError(f"config file {path}: {e}") from None
         for key, value in doc.items():
             name = key.replace("-", "_")
