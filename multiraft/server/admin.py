@@ -67,6 +67,8 @@ CATCH_UP_TIMEOUT = 60.0
 MAX_TIMEOUT = 3600.0
 # Scanning a region to estimate its size stops after this many pairs (a lower bound past it).
 _SIZE_SCAN_LIMIT = 20_000
+# Ids and epochs are unsigned 64-bit integers (protobuf uint64).
+_U64 = 1 << 64
 _ROLES = {Voter: "voter", Learner: "learner", 2: "incoming_voter", 3: "demoting_voter"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -558,16 +560,10 @@ class AdminServer:
 
     @staticmethod
     def _store_id_param(request: web.Request) -> int:
-        raw = request.match_info["store_id"]
-        if not raw.isdigit() or int(raw) <= 0:
-            raise ApiError(400, "BAD_REQUEST", f"store id must be a positive integer, got {raw!r}")
-        return int(raw)
+        return _path_id(request, "store_id", "store id")
 
     def _peer(self, request: web.Request) -> Peer:
-        raw = request.match_info["id"]
-        if not raw.isdigit():
-            raise ApiError(400, "BAD_REQUEST", f"region id must be a positive integer, got {raw!r}")
-        rid = int(raw)
+        rid = _path_id(request, "id", "region id")
         peer = self.node.store.peers.get(rid)
         if peer is None:
             raise ApiError(404, "REGION_NOT_FOUND", f"region {rid} not found on this store")
@@ -578,6 +574,8 @@ class AdminServer:
             body = json.loads(await request.read() or b"null")
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, "BAD_REQUEST", f"the body is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ApiError(400, "BAD_REQUEST", "the body is nested too deeply") from None
         if not isinstance(body, dict):
             raise ApiError(400, "BAD_REQUEST", "the body must be a JSON object")
         return body
@@ -588,7 +586,7 @@ class AdminServer:
         if raw is None:
             return None
         if not isinstance(raw, dict) or not all(
-            isinstance(raw.get(k), int) and not isinstance(raw.get(k), bool) and raw[k] >= 0
+            isinstance(raw.get(k), int) and not isinstance(raw.get(k), bool) and 0 <= raw[k] < _U64
             for k in ("conf_ver", "version")
         ):
             raise ApiError(
@@ -610,6 +608,15 @@ class AdminServer:
     @staticmethod
     def _int_field(body: dict[str, Any], name: str) -> int:
         v = body.get(name)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ApiError(400, "BAD_REQUEST", f"{name!r} must be a positive integer, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v < _U64:
+            raise ApiError(400, "BAD_REQUEST", f"{name!r} must be a positive integer, got {v!r:.40}")
         return v
+
+
+def _path_id(request: web.Request, name: str, what: str) -> int:
+    """An id in the path: ASCII digits of a positive 64-bit integer (at most 20 of them: a
+    longer text is refused before `int()` gets to see it)."""
+    raw = request.match_info[name]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not 0 < int(raw) < _U64:
+        raise ApiError(400, "BAD_REQUEST", f"{what} must be a positive integer, got {raw!r:.40}")
+    return int(raw)
