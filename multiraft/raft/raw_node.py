@@ -32,6 +32,9 @@ from .util import INVALID_ID, is_local_msg, is_response_msg
 __all__ = ["RawNode", "Ready", "LightReady", "Peer", "SnapshotStatus"]
 
 S = TypeVar("S", bound=Storage)
+# Every type a message may have: protobuf enums are open, so a message off the wire may carry
+# any other number.
+_MESSAGE_TYPES = frozenset(MessageType.values())
 
 
 class SnapshotStatus(enum.Enum):
@@ -262,9 +265,10 @@ class RawNode(Generic[S]):
         return self.raft.apply_conf_change(into_v2(cc))
 
     def step(self, m: Message) -> None:
-        """Step a message received from a peer. Raises `StepLocalMsg` for local-only types and
-        `StepPeerNotFound` for a response from an unknown peer."""
-        if is_local_msg(m.msg_type):
+        """Step a message received from a peer. Raises `StepLocalMsg` for local-only types (and
+        for a type that is no MessageType at all) and `StepPeerNotFound` for a response from an
+        unknown peer."""
+        if is_local_msg(m.msg_type) or m.msg_type not in _MESSAGE_TYPES:
             raise StepLocalMsg()
         if m.from_ in self.raft.prs.progress or not is_response_msg(m.msg_type):
             self.raft.step(m)

@@ -48,7 +48,7 @@ from .errors import RegionNotFound, StoreError
 from .membership import conf_state_from_region
 from .outbox import Outbox
 from .peer import Peer
-from .region import new_region, ranges_overlap, split_keys
+from .region import find_peer_on_store, new_region, ranges_overlap, split_keys
 from .snapshot import build_snapshot_data
 
 __all__ = ['PeerLifecycle']
@@ -246,8 +246,14 @@ class PeerLifecycle(Outbox):
         ):
             return None
         dead = self.tombstones.get(m.region_id)
-        if dead is not None and m.region_epoch.conf_ver <= dead.region_epoch.conf_ver:
-            return None
+        if dead is not None:
+            if m.region_epoch.conf_ver <= dead.region_epoch.conf_ver:
+                return None
+            gone = find_peer_on_store(dead, self.store_id)
+            if gone is not None and m.to_peer.id <= gone.id:
+                # Peer ids are never reused: a message to the destroyed replica (or an older
+                # one) must not bring it back empty (TiKV's check).
+                return None
         for other in self.peers.values():
             o = other.region
             if other.initialized and ranges_overlap(m.start_key, m.end_key, o.start_key, o.end_key):

@@ -45,6 +45,12 @@ class Inbound(SplitCheck):
             _log.warning("store %d: bad frame from store %d: %s", self.store_id, from_store, e)
             self._decoders.pop(from_store, None)
             return
+        if dec.pending_bytes():
+            # Deliveries are whole frames: the rest of one can never complete (and would
+            # swallow the frames that follow).
+            self.stats.bad_frames += 1
+            _log.warning("store %d: unfinished frame from store %d", self.store_id, from_store)
+            self._decoders.pop(from_store, None)
         for kind, frame in frames:
             if kind == RAFT:
                 assert isinstance(frame, BatchRaftMessage)
@@ -63,8 +69,8 @@ class Inbound(SplitCheck):
         self.stats.raft_messages_received += 1
         rid = m.region_id
         peer = self.peers.get(rid)
-        if m.to_peer.store_id != self.store_id:
-            self.stats.dropped_messages += 1
+        if m.to_peer.store_id != self.store_id or not rid or not m.to_peer.id:
+            self.stats.dropped_messages += 1  # (ids start at 1: a zero is no region or peer)
             return
         if m.is_tombstone:
             self._on_tombstone(peer, m)
@@ -125,6 +131,12 @@ class Inbound(SplitCheck):
         except Error as e:
             self.stats.dropped_messages += 1
             _log.debug("region %d: dropped %s: %s", rid, msg.msg_type, e)
+        except AssertionError as e:
+            # A message raft cannot take (a corrupted one: a commit index past our log, an
+            # entry conflicting with a committed one): dropped, as the transport drops a
+            # batch whose delivery raised, but alone and in the simulator too.
+            self.stats.dropped_messages += 1
+            _log.error("region %d: refused a %s from peer %d: %s", rid, mt, sender.id, e)
         self._dirty.add(rid)
 
     def on_snapshot(self, from_store: int, header: bytes, data: bytes) -> None:
