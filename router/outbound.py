@@ -25,6 +25,7 @@ __all__ = [
     "CONNECTED",
     "CONNECTING",
     "IDLE",
+    "MAX_PENDING_ACKS",
     "HandshakeRejected",
     "Link",
     "Outbound",
@@ -32,6 +33,8 @@ __all__ = [
     "RemoteStore",
 ]
 
+# Snapshot acks an outbound connection holds unread, at most (a transfer gets two).
+MAX_PENDING_ACKS = 2
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
 BACKOFF_JITTER = 0.2
@@ -106,8 +109,14 @@ class Outbound(asyncio.Protocol):
                 if w is not None and not w.done():
                     self._ack_waiter = None
                     w.set_result(ack)
-                else:
+                elif len(self._acks) < MAX_PENDING_ACKS:
                     self._acks.append(ack)
+                else:
+                    # A transfer gets two acks: more, unread, would pile up for as long as
+                    # the remote sends them (a raft link reads none).
+                    self._t._count_bad("unexpected_kind")
+                    self.fail(ConnectionError(f"unasked snapshot acks from store {self.store_id}"))
+                    return
             else:
                 self._t._count_bad("unexpected_kind")
                 self.fail(ConnectionError(f"unexpected frame kind {kind} on an outbound connection"))
