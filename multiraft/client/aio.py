@@ -97,7 +97,8 @@ class _Connection(asyncio.Protocol):
             if type(resp) is not dict:
                 _log.warning("store %s sent a non-map response; ignored", self.addr)
                 continue
-            fut = pending.pop(resp.get("id"), None)  # type: ignore[arg-type]
+            rid = resp.get("id")
+            fut = pending.pop(rid, None) if type(rid) is int else None
             if fut is not None and not fut.done():
                 fut.set_result(resp)
 

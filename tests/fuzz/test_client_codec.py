@@ -5,6 +5,7 @@ ValueError) — never another exception, never more than the input's worth of me
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgpack
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from multiraft.client.aio import _Connection as _ClientConnection
 from multiraft.client.protocol import (
     FrameDecoder,
     FrameError,
@@ -101,6 +103,63 @@ def test_frame_decoder(data: bytes, cuts: list[int], strict: bool, seed: int) ->
         byte_variants(data, seed),
         check,
     )
+
+
+# -- the client's connection ------------------------------------------------------------------
+
+answers = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"id": st.integers(0, 4), "ok": st.booleans()},
+                              optional={"result": garbage(max_leaves=4),
+                                        "error": garbage(max_leaves=4)}),
+        mutated_tree(st.fixed_dictionaries({"id": st.integers(0, 4), "ok": st.just(True)})),
+        garbage(),
+    ),
+    min_size=1,
+    max_size=4,
+).map(lambda objs: b"".join(encode_frame(o) for o in objs))
+
+_LOOP = asyncio.new_event_loop()
+
+
+@fuzz_settings(2000)
+@given(st.one_of(answers, mutated(answers)), seeds)
+def test_client_connection(data: bytes, seed: int) -> None:
+    """What a store answers reaches the client's connection: it never raises, resolves the
+    futures of requests 1..3 only with maps, and closes on a bad frame."""
+
+    class Sock:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    def check(data: bytes) -> None:
+        conn = _ClientConnection("127.0.0.1:1", 1 << 12)
+        sock = Sock()
+        conn.connection_made(sock)  # type: ignore[arg-type]
+        futs = {i: _LOOP.create_future() for i in (1, 2, 3)}
+        conn.pending.update(futs)
+        with guard(len(data), memory=False):
+            conn.data_received(data)
+        for fut in futs.values():
+            assert not fut.done() or type(fut.result()) is dict
+        conn.connection_lost(None)  # the others fail now: their errors are taken here
+        assert all(fut.done() for fut in futs.values())
+        for fut in futs.values():
+            fut.exception()
+
+    run_inputs("client.aio.connection", byte_variants(data, seed), check)
+
+
+def test_regression_unhashable_answer_id() -> None:
+    """Found by the fuzzer: an answer whose id is a list raised TypeError (unhashable) out of
+    the client connection's data_received."""
+    conn = _ClientConnection("127.0.0.1:1", 1 << 12)
+    fut = _LOOP.create_future()
+    conn.pending[1] = fut
+    conn.data_received(encode_frame({"id": [1], "ok": True}) + encode_frame({"id": 1, "ok": True}))
+    assert fut.result() == {"id": 1, "ok": True}
 
 
 # -- regions ----------------------------------------------------------------------------------
