@@ -119,11 +119,11 @@ class Node:
             ids(region_id=region_id, to_store=to_store)
             real_transfer(region_id, to_store, cb)
 
-        def change_peer(region_id: int, op: str, store_id: int, cb: Any) -> None:
+        def change_peer(region_id: int, op: str, store_id: int, cb: Any, **kw: Any) -> None:
             ids(region_id=region_id, store_id=store_id)
             if op != "remove":
                 raise InvalidRequest("the fuzz test adds no replicas")
-            real_change(region_id, op, store_id, cb)
+            real_change(region_id, op, store_id, cb, **kw)
 
         guarded: Any = store
         guarded.split, guarded.merge = split, merge
@@ -195,7 +195,10 @@ bodies: dict[str, st.SearchStrategy[Any]] = {
     "transfer-leader": st.fixed_dictionaries({"store_id": st.sampled_from([1, 1, 2, 0, -1, 2**64])}),
     "peers": st.fixed_dictionaries(
         {"store_id": st.sampled_from([1, 2, 3, 0, 2**64])},
-        optional={"role": st.sampled_from(["voter", "learner", "boss", None, 1])},
+        optional={
+            "role": st.sampled_from(["voter", "learner", "boss", None, 1]),
+            "timeout": st.sampled_from([0.5, 1, 0, -1, 3600, 3601, 1e-300, 1e300, "5", None]),
+        },
     ),
     "split": st.fixed_dictionaries(
         {"keys": st.lists(hex_keys, min_size=1, max_size=3)},
@@ -219,6 +222,8 @@ routes = st.sampled_from([
     ("POST", "/regions/{id}/merge", "merge"),
     ("GET", "/regions/{id}", None),
     ("GET", "/regions", None),
+    ("GET", "/stores", None),
+    ("DELETE", "/stores/{id2}", None),
     ("GET", "/health", None),
     ("GET", "/status", None),
     ("PUT", "/regions/{id}/split", "split"),

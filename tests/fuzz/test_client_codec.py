@@ -82,7 +82,7 @@ def _check_keys(obj: Any) -> None:
             _check_keys(v)
 
 
-@fuzz_settings(3000)
+@fuzz_settings(2000)
 @given(frame_inputs, st.lists(st.integers(0, 1 << 12), max_size=5), st.booleans(), seeds)
 def test_frame_decoder(data: bytes, cuts: list[int], strict: bool, seed: int) -> None:
     def check(data: bytes) -> None:
@@ -122,7 +122,7 @@ answers = st.lists(
 _LOOP = asyncio.new_event_loop()
 
 
-@fuzz_settings(2000)
+@fuzz_settings(1500)
 @given(st.one_of(answers, mutated(answers)), seeds)
 def test_client_connection(data: bytes, seed: int) -> None:
     """What a store answers reaches the client's connection: it never raises, resolves the
@@ -183,7 +183,7 @@ def _decode_region(data: bytes) -> RegionInfo:
     return region_from_wire(msgpack.unpackb(data, raw=False, strict_map_key=False))
 
 
-@fuzz_settings(3000)
+@fuzz_settings(2000)
 @given(region_inputs, seeds)
 def test_region_from_wire(obj: Any, seed: int) -> None:
     def check(data: bytes) -> None:
@@ -213,7 +213,7 @@ addrs = st.one_of(
 )
 
 
-@fuzz_settings(2000)
+@fuzz_settings(1000)
 @given(addrs, seeds)
 def test_parse_addr(addr: str, seed: int) -> None:
     def check(data: bytes) -> None:

@@ -105,7 +105,7 @@ def _check_loaded(call: Any, size: int) -> None:
         assert 0 < sid < 1 << 24 and isinstance(host, str) and 0 < port < 65536
 
 
-@fuzz_settings(3000, families=2)
+@fuzz_settings(2000, families=2)
 @given(toml_inputs, config_docs, seeds)
 def test_config_file(config_path: Path, data: bytes, doc: dict[str, Any], seed: int) -> None:
     def check(data: bytes) -> None:
@@ -132,7 +132,7 @@ flag_values = st.dictionaries(
 )
 
 
-@fuzz_settings(3000)
+@fuzz_settings(2000)
 @given(flag_values, seeds)
 def test_config_flags(flags: dict[str, str | None], seed: int) -> None:
     def check(data: bytes) -> None:

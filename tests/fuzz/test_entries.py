@@ -106,7 +106,7 @@ def _check_u64(*xs: object) -> None:
         assert isinstance(x, int) and 0 <= x <= U64, x
 
 
-@fuzz_settings(3000, families=2)
+@fuzz_settings(2000, families=2)
 @given(command_inputs, command_trees, seeds)
 def test_decode_command(data: bytes, tree: Any, seed: int) -> None:
     run_inputs("store.cmd.decode_command", _variants(data, tree, seed), _check_command)
@@ -160,7 +160,7 @@ admin_inputs = st.one_of(
 )
 
 
-@fuzz_settings(3000, families=2)
+@fuzz_settings(2000, families=2)
 @given(admin_inputs, admin_trees, seeds)
 def test_decode_admin(data: bytes, tree: Any, seed: int) -> None:
     run_inputs("store.admin_cmd.decode_admin", _variants(data, tree, seed), _check_admin)
@@ -223,7 +223,7 @@ conf_change_inputs = st.one_of(
 )
 
 
-@fuzz_settings(3000)
+@fuzz_settings(2000)
 @given(conf_change_inputs, seeds)
 def test_decode_conf_change(data: bytes, seed: int) -> None:
     run_inputs(
@@ -275,7 +275,7 @@ snapshot_inputs = st.one_of(
 )
 
 
-@fuzz_settings(3000, families=2)
+@fuzz_settings(2000, families=2)
 @given(snapshot_inputs, snapshot_tree(), seeds)
 def test_decode_snapshot_data(data: bytes, tree: list[Any], seed: int) -> None:
     run_inputs(

@@ -73,7 +73,7 @@ def _decode(data: bytes, cuts: list[int], max_frame: int) -> tuple[list[tuple[in
     return out, ""
 
 
-@fuzz_settings(3000)
+@fuzz_settings(2000)
 @given(inputs, st.lists(st.integers(0, 1 << 16), max_size=6), st.sampled_from([64 << 20, 100]),
        seeds)
 def test_frame_decoder(data: bytes, cuts: list[int], max_frame: int, seed: int) -> None:

@@ -232,7 +232,7 @@ def _run_connection(data: bytes, cuts: list[int], eof: bool) -> None:
         assert sock.closed
 
 
-@fuzz_settings(3000)
+@fuzz_settings(2000)
 @given(inputs, st.lists(st.integers(0, 1 << 12), max_size=5), st.booleans(), seeds)
 def test_inbound_connection(data: bytes, cuts: list[int], eof: bool, seed: int) -> None:
     run_inputs(

@@ -68,7 +68,7 @@ def _run(data: bytes, cuts: list[int]) -> None:
         assert sock.closed
 
 
-@fuzz_settings(3000)
+@fuzz_settings(2000)
 @given(inputs, st.lists(st.integers(0, 1 << 10), max_size=4), seeds)
 def test_outbound_connection(data: bytes, cuts: list[int], seed: int) -> None:
     run_inputs("router.outbound.Outbound", byte_variants(data, seed), lambda d: _run(d, cuts))
