@@ -12,6 +12,8 @@ in this mode ``write(batch, sync=False)`` is durable too (the contract only prom
 ``fsync=False`` (tests and benchmarks only) opens ``sync=False``: commits flush nothing,
 ``write(..., sync=True)`` then calls ``mdb_env_sync`` (one ``fdatasync``); an OS crash before
 that flush can tear the file, which is why production keeps the default.
+A test may slow every commit down (a slow disk) with the environment variable
+``MULTIRAFT_TEST_DISK_DELAY`` (`disk_delay.py`); unset, nothing changes.
 
 Measured on this machine (2 cores, lmdb 3.0.0 / LMDB 0.9.36, Python 3.11):
 ``strace -f -c -e trace=fsync,fdatasync,msync`` over 40 durable commits of 100 puts counts
@@ -60,6 +62,7 @@ from typing import Self
 
 import lmdb
 
+from .disk_delay import disk_delay_from_env
 from .engine import OP_DELETE, EngineStats, WriteBatch, check_cf
 from .errors import EngineClosed, SnapshotInvalidated, WriteFailed
 from .keys import ALL_CFS, MAX_KEY_SIZE
@@ -196,6 +199,8 @@ class LmdbEngine:
         self._unsynced = False
         self._closed = False
         self._stats = EngineStats()
+        # Test-only slow disk (disk_delay.py); None unless MULTIRAFT_TEST_DISK_DELAY is set.
+        self._disk_delay = disk_delay_from_env()
 
     @property
     def path(self) -> str:
@@ -327,6 +332,8 @@ class LmdbEngine:
                         else:
                             _delete_range(cur, a, b)
                 cur.close()
+            if self._disk_delay is not None:
+                self._disk_delay.wait()
             txn.commit()
             done = True
         finally:
