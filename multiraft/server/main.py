@@ -3,7 +3,8 @@
 Every key of `ServerConfig` is a flag (`--store-id`, `--data-dir`, `--base-tick-ms`, ...) and
 a key of the TOML file given by `--config`; flags win. Exit status: 0 after a graceful stop,
 2 for an invalid configuration, a listen address in use and a data dir locked by another
-process (one line on stderr, no traceback, nothing created), 1 when the store failed.
+process (one line on stderr, no traceback, nothing created), 1 when the store failed (e.g. a
+write round could not be made durable: disk full, I/O error, a file-size limit).
 """
 
 from __future__ import annotations
@@ -171,6 +172,10 @@ async def _serve(config: ServerConfig, uvloop_on: bool) -> int:
     # Installed before the start: a signal during it stops the node right after.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    # A file-size limit (`ulimit -f`, systemd's LimitFSIZE) must fail the write with EFBIG,
+    # which stops the store with a message (a failed round is fatal), not kill it with
+    # SIGXFSZ and a core dump.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     try:
         await node.start()
     except lmdb.Error as e:
