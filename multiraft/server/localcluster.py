@@ -6,12 +6,19 @@ Used by `multiraft playground`, the end-to-end tests and `bench/cluster.py`. Sto
 ports (20160, 20180), which `multiraft kv` and `multiraft ctl` use when given no address. Each
 child's output goes to `<data_dir>/store-<i>.log`. `close()` stops every child: SIGTERM, then
 SIGKILL after a timeout.
+
+For fault tests (multiraft/testing/nemesis.py): `advertise_peer` maps each store to the
+address the other stores must dial (a fault-injecting proxy in front of it: the store
+advertises it and every `--initial-cluster` lists it); `pause` / `resume` stop and continue a
+child (SIGSTOP / SIGCONT); `set_file_size_limit` caps the size of the files a running child may
+write (RLIMIT_FSIZE: a full disk); `env` is added to every child's environment.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -19,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,11 +99,22 @@ class StoreProc:
     args: list[str] = field(default_factory=list)
     # Its --initial-cluster, if not the cluster's (a store that joins through some stores).
     initial_cluster: str = ""
+    # Where the other stores reach it, if not at `peer_addr` (--advertise-peer-addr).
+    advertise_peer_addr: str = ""
+    # Added to its environment (after the cluster's `env`).
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    # Stopped by `LocalCluster.pause` (SIGSTOP) and not resumed yet.
+    paused: bool = False
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def dial_addr(self) -> str:
+        """The peer address the other stores dial."""
+        return self.advertise_peer_addr or self.peer_addr
 
 
 class LocalCluster:
@@ -113,6 +132,8 @@ class LocalCluster:
         extra_args: list[str] | None = None,
         cluster_id: int = 1,
         log_level: str = "info",
+        advertise_peer: Callable[[int, str], str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.n = stores
         self.data_dir = Path(data_dir)
@@ -124,15 +145,17 @@ class LocalCluster:
         self.extra_args = list(extra_args or [])
         self.cluster_id = cluster_id
         self.log_level = log_level
+        self.advertise_peer = advertise_peer
+        self.env = dict(env or {})
         self.stores: dict[int, StoreProc] = {}
         for sid in range(1, stores + 1):
             self.stores[sid] = self._make(sid)
-        self.initial_cluster = ",".join(f"{s.store_id}={s.peer_addr}" for s in self.stores.values())
+        self.initial_cluster = ",".join(f"{s.store_id}={s.dial_addr}" for s in self.stores.values())
 
     def _make(self, sid: int) -> StoreProc:
         client, peer, admin = store_ports(self.base_port, sid)
         d = self.data_dir / f"store-{sid}"
-        return StoreProc(
+        sp = StoreProc(
             sid,
             f"127.0.0.1:{client}",
             f"127.0.0.1:{peer}",
@@ -140,6 +163,9 @@ class LocalCluster:
             d,
             self.data_dir / f"store-{sid}.log",
         )
+        if self.advertise_peer is not None:
+            sp.advertise_peer_addr = self.advertise_peer(sid, sp.peer_addr)
+        return sp
 
     # -- processes ----------------------------------------------------------------------------
 
@@ -158,6 +184,8 @@ class LocalCluster:
         ]
         if join:
             cmd.append("--join")
+        if sp.advertise_peer_addr:
+            cmd += ["--advertise-peer-addr", sp.advertise_peer_addr]
         if self.base_tick_ms is not None:
             cmd += ["--base-tick-ms", str(self.base_tick_ms)]
         if not self.fsync:
@@ -172,6 +200,9 @@ class LocalCluster:
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        env.update(self.env)
+        env.update(sp.env)
+        sp.paused = False
         try:
             sp.proc = subprocess.Popen(
                 self.command(sp, join), stdout=log, stderr=subprocess.STDOUT,
@@ -194,7 +225,7 @@ class LocalCluster:
         sid = max(self.stores) + 1
         sp = self.stores[sid] = self._make(sid)
         if join_via is not None:
-            sp.initial_cluster = ",".join(f"{s}={self.stores[s].peer_addr}" for s in join_via)
+            sp.initial_cluster = ",".join(f"{s}={self.stores[s].dial_addr}" for s in join_via)
         self.start(sid, join=True)
         return sp
 
@@ -205,6 +236,7 @@ class LocalCluster:
         if p is None:
             return 0
         if p.poll() is None:
+            self.resume(sid)
             p.send_signal(signal.SIGTERM)
             try:
                 p.wait(timeout)
@@ -220,10 +252,44 @@ class LocalCluster:
             p.kill()
             p.wait()
         sp.proc = None  # killed on purpose: not a crash for wait_ready to report
+        sp.paused = False
+
+    def pause(self, sid: int) -> None:
+        """SIGSTOP store `sid` (a GC pause, a stalled VM) until `resume`."""
+        sp = self.stores[sid]
+        if sp.running and not sp.paused:
+            assert sp.proc is not None
+            sp.proc.send_signal(signal.SIGSTOP)
+            sp.paused = True
+
+    def resume(self, sid: int) -> None:
+        """SIGCONT store `sid` if `pause` stopped it."""
+        sp = self.stores[sid]
+        if sp.paused:
+            sp.paused = False
+            if sp.running:
+                assert sp.proc is not None
+                sp.proc.send_signal(signal.SIGCONT)
+
+    def set_file_size_limit(self, sid: int, limit: int | None) -> None:
+        """Cap the size of any file running store `sid` writes (RLIMIT_FSIZE, set on the live
+        process): past it a write fails with EFBIG, as on a full disk (the server ignores
+        SIGXFSZ). None lifts the cap."""
+        p = self.stores[sid].proc
+        if p is None or p.poll() is not None:
+            return
+        _, hard = resource.prlimit(p.pid, resource.RLIMIT_FSIZE)
+        if limit is None:
+            soft = hard
+        else:
+            soft = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+        resource.prlimit(p.pid, resource.RLIMIT_FSIZE, (soft, hard))
 
     def close(self, timeout: float = 15.0) -> dict[int, int]:
         """Stop every store (SIGTERM all at once, then wait, SIGKILL stragglers)."""
         procs = {sid: sp.proc for sid, sp in self.stores.items() if sp.proc is not None}
+        for sid in procs:
+            self.resume(sid)
         for p in procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
