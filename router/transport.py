@@ -322,6 +322,11 @@ class Transport:
         conn = link.conn
         if conn is None or conn.paused or not link.queue or conn.transport is None:
             return
+        if conn.transport.is_closing():
+            # Closed, and the link has not heard yet (connection_lost comes a loop iteration
+            # later): the queue stays, to be dropped and reported as a failed attempt (uvloop
+            # raises on a write to a closed transport; asyncio drops it silently).
+            return
         queue = link.queue
         conn.transport.writelines(queue)
         self.stats.frames_sent += len(queue)

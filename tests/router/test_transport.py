@@ -589,6 +589,38 @@ LOOPS = pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 
 
 @LOOPS
+def test_a_send_racing_a_lost_connection_is_dropped_quietly(loop: str) -> None:
+    """A connection closes (here locally; the peer's reset or EOF does the same) and a send
+    comes before the link learned of it (connection_lost runs a loop iteration later): the
+    flush must not write to the closed transport — uvloop raises RuntimeError there, which
+    escaped as an "Exception in callback" with a traceback on every connection lost while
+    sending (seen under the nemesis: stores killed, connections reset by the proxy)."""
+
+    async def main() -> None:
+        errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+        a, b = await node(1), await node(2)
+        link(a, b)
+        a.t.send(2, frame(1, 0))
+        await until(lambda: len(b.batches) == 1)
+        conn = a.t._stores[2].links[0].conn
+        assert conn is not None and conn.transport is not None
+        conn.transport.abort()
+        a.t.send(2, frame(1, 1))
+        await until(lambda: 2 in a.unreachable)  # the frame queued meanwhile was dropped
+        seq = 1
+        while len(b.batches) < 2:  # the link dials again and delivers
+            seq += 1
+            a.t.send(2, frame(1, seq))
+            await asyncio.sleep(0.01)
+        assert errors == []
+        await a.t.close()
+        await b.t.close()
+
+    run(main(), loop=loop)
+
+
+@LOOPS
 def test_mutual_tls_delivers(tls: dict[str, tuple[ssl.SSLContext, ssl.SSLContext]],
                              loop: str) -> None:
     async def main() -> None:
