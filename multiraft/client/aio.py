@@ -535,8 +535,7 @@ class AsyncClient:
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(self._fetch_regions(a)) for a in self._order(self._all_addrs())]
         for t in tasks:
-            self._background.add(t)
-            t.add_done_callback(self._background.discard)
+            self._track(t)
         pending: set[asyncio.Task[None]] = set(tasks)
         errors: list[str] = []
         while pending:
@@ -547,6 +546,19 @@ class AsyncClient:
                     return  # the others still merge what they learn when they finish
                 errors.append(str(exc))
         raise _Retry("no store answered 'regions': " + "; ".join(errors))
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        """Keep a background task referenced until it is done. Its failure may be awaited by
+        nobody (a refresh returns with the first store's answer, a caller gives up waiting for
+        a connection): it is retrieved here, or asyncio logs "Task exception was never
+        retrieved" with a traceback."""
+        self._background.add(task)
+        task.add_done_callback(self._untrack)
+
+    def _untrack(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled():
+            task.exception()
 
     async def _fetch_regions(self, addr: str) -> None:
         resp = await self._call(addr, {"op": "regions"}, self.attempt_timeout)
@@ -580,8 +592,7 @@ class AsyncClient:
         if fut is None:
             fut = asyncio.get_running_loop().create_task(self._connect(addr))
             self._connecting[addr] = fut
-            self._background.add(fut)
-            fut.add_done_callback(self._background.discard)
+            self._track(fut)
         try:
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
