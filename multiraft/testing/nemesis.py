@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -97,6 +98,9 @@ class RunResult:
     linearizable: CheckResult | None = None
     set_result: SetResult | None = None
     failures: list[str] = field(default_factory=list)
+    # ERROR lines of the stores' logs, by logger and message (digits as #): not part of the
+    # verdict (a full disk logs one on purpose), but worth a look.
+    log_errors: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     check_seconds: float = 0.0
     artifacts: Path | None = None
@@ -135,6 +139,8 @@ class RunResult:
             + (f"set {s.attempted} adds attempted, {s.acked} acknowledged, {s.present} present"
                if s is not None else "set not checked"),
             f"client errors: {dict(sorted(self.register_errors.items())) or 'none'}",
+            "errors in the stores' logs: " + ("; ".join(
+                f"{n} x {what}" for what, n in sorted(self.log_errors.items())) or "none"),
             f"took {self.seconds:.1f}s (checker {self.check_seconds:.1f}s)",
             f"verdict: {self.verdict()}",
         ]
@@ -196,6 +202,22 @@ def _save(result: RunResult, fc: FaultyCluster, register: RegisterWorkload,
         (dest / "linearizability.txt").write_text(result.linearizable.explain() + "\n")
     (dest / "summary.txt").write_text(result.report() + "\n")
     fc.save_logs(dest / "logs")
+
+
+_ERROR_LINE = re.compile(r" ERROR +\[store \d+\] (\S+): (.*)")
+
+
+def log_errors(fc: FaultyCluster) -> dict[str, int]:
+    """ERROR lines of every store's log, counted by logger and message (digits as #)."""
+    counts: dict[str, int] = {}
+    for sid in fc.stores:
+        for path in fc.log_files(sid):
+            for line in path.read_text(errors="replace").splitlines():
+                m = _ERROR_LINE.search(line)
+                if m:
+                    what = f"{m.group(1)}: " + re.sub(r"0x[0-9a-f]+|\d+", "#", m.group(2))[:100]
+                    counts[what] = counts.get(what, 0) + 1
+    return counts
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -267,6 +289,7 @@ def run_nemesis(cfg: NemesisConfig, out: Any = None) -> RunResult:
         result.failures.append(f"the run broke off: {type(e).__name__}: {e}")
     finally:
         fc.close()
+    result.log_errors = log_errors(fc)
     result.register = register.summary()
     result.register_errors = dict(register.errors)
     t = time.monotonic()

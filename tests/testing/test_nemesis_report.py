@@ -104,3 +104,26 @@ def test_a_passing_verdict_needs_every_check() -> None:
 def test_unknown_fault_kinds_are_refused() -> None:
     with pytest.raises(SystemExit):
         main(["--faults", "partition,meteor"])
+
+
+def test_errors_in_the_stores_logs_are_counted(tmp_path: Path) -> None:
+    from multiraft.testing.nemesis import log_errors
+
+    log = tmp_path / "store-1.log"
+    log.write_text(
+        "2026-01-01 10:00:00,000 INFO    [store 1] multiraft.server.node: store 1 up\n"
+        "2026-01-01 10:00:01,000 ERROR   [store 1] asyncio: Exception in callback at 0x7f12\n"
+        "2026-01-01 10:00:02,000 ERROR   [store 1] asyncio: Exception in callback at 0x7f99\n"
+        "2026-01-01 10:00:03,000 ERROR   [store 1] multiraft.server.node: store 1: round failed; stopping\n"
+    )
+
+    class Stub:
+        stores = {1: None}
+
+        def log_files(self, sid: int) -> list[Path]:
+            return [log]
+
+    assert log_errors(Stub()) == {  # type: ignore[arg-type]
+        "asyncio: Exception in callback at #": 2,
+        "multiraft.server.node: store #: round failed; stopping": 1,
+    }
