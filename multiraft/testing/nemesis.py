@@ -101,6 +101,8 @@ class RunResult:
     # ERROR lines of the stores' logs, by logger and message (digits as #): not part of the
     # verdict (a full disk logs one on purpose), but worth a look.
     log_errors: dict[str, int] = field(default_factory=dict)
+    # What the stores' logs say happened (`LOG_EVENTS`), over every replica.
+    log_events: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     check_seconds: float = 0.0
     artifacts: Path | None = None
@@ -139,6 +141,8 @@ class RunResult:
             + (f"set {s.attempted} adds attempted, {s.acked} acknowledged, {s.present} present"
                if s is not None else "set not checked"),
             f"client errors: {dict(sorted(self.register_errors.items())) or 'none'}",
+            "in the stores' logs (every replica counts): " + ", ".join(
+                f"{what} {n}" for what, n in self.log_events.items()),
             "errors in the stores' logs: " + ("; ".join(
                 f"{n} x {what}" for what, n in sorted(self.log_errors.items())) or "none"),
             f"took {self.seconds:.1f}s (checker {self.check_seconds:.1f}s)",
@@ -207,17 +211,37 @@ def _save(result: RunResult, fc: FaultyCluster, register: RegisterWorkload,
 _ERROR_LINE = re.compile(r" ERROR +\[store \d+\] (\S+): (.*)")
 
 
+# What the stores' logs tell of a run: the name in the report, and a pattern of the line.
+LOG_EVENTS = {
+    "elections won": re.compile(r"became leader at term"),
+    "snapshots applied": re.compile(r"applied snapshot at"),
+    "snapshot sends failed": re.compile(r"snapshot to store \d+ failed"),
+    "splits applied": re.compile(r"store\.split: region \d+: split at \d+ into"),
+    "merges applied": re.compile(r"store\.merge: region \d+: merged region"),
+    "exits with status 1": re.compile(r"server\.main: exit 1 after"),
+}
+
+
+def _log_lines(fc: FaultyCluster) -> list[str]:
+    return [line for sid in fc.stores for path in fc.log_files(sid)
+            for line in path.read_text(errors="replace").splitlines()]
+
+
 def log_errors(fc: FaultyCluster) -> dict[str, int]:
     """ERROR lines of every store's log, counted by logger and message (digits as #)."""
     counts: dict[str, int] = {}
-    for sid in fc.stores:
-        for path in fc.log_files(sid):
-            for line in path.read_text(errors="replace").splitlines():
-                m = _ERROR_LINE.search(line)
-                if m:
-                    what = f"{m.group(1)}: " + re.sub(r"0x[0-9a-f]+|\d+", "#", m.group(2))[:100]
-                    counts[what] = counts.get(what, 0) + 1
+    for line in _log_lines(fc):
+        m = _ERROR_LINE.search(line)
+        if m:
+            what = f"{m.group(1)}: " + re.sub(r"0x[0-9a-f]+|\d+", "#", m.group(2))[:100]
+            counts[what] = counts.get(what, 0) + 1
     return counts
+
+
+def log_events(fc: FaultyCluster) -> dict[str, int]:
+    """How many lines of the stores' logs tell of each of `LOG_EVENTS`."""
+    lines = _log_lines(fc)
+    return {name: sum(1 for line in lines if pat.search(line)) for name, pat in LOG_EVENTS.items()}
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -290,6 +314,7 @@ def run_nemesis(cfg: NemesisConfig, out: Any = None) -> RunResult:
     finally:
         fc.close()
     result.log_errors = log_errors(fc)
+    result.log_events = log_events(fc)
     result.register = register.summary()
     result.register_errors = dict(register.errors)
     t = time.monotonic()

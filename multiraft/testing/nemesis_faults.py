@@ -473,9 +473,12 @@ class Nemesis:
         while time.monotonic() < deadline and self.fc.exit_code(sid) is None:
             await asyncio.sleep(0.1)
         self.filler.on.clear()
+        if self.fc.exit_code(sid) is None:
+            self.fc.free_disk(sid)
+            # A write that failed just before the cap went may still be stopping its store.
+            await asyncio.sleep(1.0)
         code = self.fc.exit_code(sid)
         if code is None:
-            self.fc.free_disk(sid)
             self.expected_down.discard(sid)
             self.note(f"disk space back on store {sid} (it did not fill up)")
             return

@@ -107,7 +107,7 @@ def test_unknown_fault_kinds_are_refused() -> None:
 
 
 def test_errors_in_the_stores_logs_are_counted(tmp_path: Path) -> None:
-    from multiraft.testing.nemesis import log_errors
+    from multiraft.testing.nemesis import log_errors, log_events
 
     log = tmp_path / "store-1.log"
     log.write_text(
@@ -115,6 +115,8 @@ def test_errors_in_the_stores_logs_are_counted(tmp_path: Path) -> None:
         "2026-01-01 10:00:01,000 ERROR   [store 1] asyncio: Exception in callback at 0x7f12\n"
         "2026-01-01 10:00:02,000 ERROR   [store 1] asyncio: Exception in callback at 0x7f99\n"
         "2026-01-01 10:00:03,000 ERROR   [store 1] multiraft.server.node: store 1: round failed; stopping\n"
+        "2026-01-01 10:00:04,000 INFO    [store 1] multiraft.server.main: exit 1 after 3.0s\n"
+        "2026-01-01 10:00:05,000 INFO    [store 1] multiraft.raft.raft: [raft 65537 term 4] became leader at term 4\n"
     )
 
     class Stub:
@@ -127,3 +129,6 @@ def test_errors_in_the_stores_logs_are_counted(tmp_path: Path) -> None:
         "asyncio: Exception in callback at #": 2,
         "multiraft.server.node: store #: round failed; stopping": 1,
     }
+    events = log_events(Stub())  # type: ignore[arg-type]
+    assert events["exits with status 1"] == 1 and events["elections won"] == 1
+    assert events["snapshots applied"] == 0
