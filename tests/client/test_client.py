@@ -65,10 +65,12 @@ def test_scan_crosses_region_boundaries(stores: LocalStores) -> None:
 
 def test_scan_pages_past_the_per_request_limit(stores: LocalStores) -> None:
     async def go() -> None:
-        async with AsyncClient(stores.addrs()) as c:
+        # Writes in waves of 500: thousands at once outlast a request's timeout on a loaded
+        # machine, and what is tested here is the scan.
+        async with AsyncClient(stores.addrs(), timeout=60) as c:
             keys = [b"\x90page-%05d" % i for i in range(10_500)]
-            await asyncio.gather(*(c.put(k, b"x") for k in keys[:5000]))
-            await asyncio.gather(*(c.put(k, b"x") for k in keys[5000:]))
+            for i in range(0, len(keys), 500):
+                await asyncio.gather(*(c.put(k, b"x") for k in keys[i : i + 500]))
             got = await c.scan(b"\x90page-", b"\x90page.", limit=20_000)
             assert [k for k, _ in got] == keys
 
