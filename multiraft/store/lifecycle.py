@@ -250,9 +250,11 @@ class PeerLifecycle(Outbox):
             if m.region_epoch.conf_ver <= dead.region_epoch.conf_ver:
                 return None
             gone = find_peer_on_store(dead, self.store_id)
-            if gone is not None and m.to_peer.id <= gone.id:
-                # Peer ids are never reused: a message to the destroyed replica (or an older
-                # one) must not bring it back empty (TiKV's check).
+            if gone is not None and m.to_peer.id == gone.id:
+                # Peer ids are never reused: a message to the destroyed replica must not bring
+                # it back empty. (Not `<=` as in TiKV, whose ids from PD only grow: ours are
+                # `(allocating store << 40) | counter`, so a replica added back by a leader on
+                # a store of lower id has a lower id. Older replicas are refused by the epoch.)
                 return None
         for other in self.peers.values():
             o = other.region

@@ -116,7 +116,11 @@ def test_errors_in_the_stores_logs_are_counted(tmp_path: Path) -> None:
         "2026-01-01 10:00:02,000 ERROR   [store 1] asyncio: Exception in callback at 0x7f99\n"
         "2026-01-01 10:00:03,000 ERROR   [store 1] multiraft.server.node: store 1: round failed; stopping\n"
         "2026-01-01 10:00:04,000 INFO    [store 1] multiraft.server.main: exit 1 after 3.0s\n"
-        "2026-01-01 10:00:05,000 INFO    [store 1] multiraft.raft.raft: [raft 65537 term 4] became leader at term 4\n"
+        "2026-01-01 10:00:05,000 INFO    [store 1] multiraft.store.store: store 1, last 10 s: "
+        "1,204 elected a leader here, 3 applied a snapshot, 2 splits (now 5 regions, 2 led here, "
+        "1 awake)\n"
+        "2026-01-01 10:00:15,000 INFO    [store 1] multiraft.store.store: store 1, last 10 s: "
+        "1 elected a leader here, 1 merges (now 4 regions, 3 led here, 0 awake)\n"
     )
 
     class Stub:
@@ -130,5 +134,11 @@ def test_errors_in_the_stores_logs_are_counted(tmp_path: Path) -> None:
         "multiraft.server.node: store #: round failed; stopping": 1,
     }
     events = log_events(Stub())  # type: ignore[arg-type]
-    assert events["exits with status 1"] == 1 and events["elections won"] == 1
-    assert events["snapshots applied"] == 0
+    assert events == {
+        "elections won": 1_205,
+        "snapshots applied": 3,
+        "snapshot sends failed": 0,
+        "splits": 2,
+        "merges": 1,
+        "exits with status 1": 1,
+    }
