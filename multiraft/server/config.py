@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from multiraft.store.base import MAX_INITIAL_REGIONS
+
 __all__ = [
     "ConfigError", "ServerConfig", "parse_addr", "parse_initial_cluster", "load_config",
     "WILDCARD_HOSTS",
@@ -105,8 +107,10 @@ class ServerConfig:
                     )
         if not self.data_dir:
             raise ConfigError("data_dir must not be empty")
-        if not 1 <= self.initial_regions <= 65536:
-            raise ConfigError(f"initial_regions must be in [1, 65536], got {self.initial_regions}")
+        if not 1 <= self.initial_regions <= MAX_INITIAL_REGIONS:
+            raise ConfigError(
+                f"initial_regions must be in [1, {MAX_INITIAL_REGIONS}], got {self.initial_regions}"
+            )
         if self.log_format not in ("human", "json"):
             raise ConfigError(f"log_format must be 'human' or 'json', got {self.log_format!r}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,8 +34,12 @@ from typing import Any
 
 __all__ = [
     "LocalCluster", "StoreProc", "free_base_port", "port_free", "store_ports", "DEFAULT_BASE_PORT",
-    "MAX_STORES",
+    "MAX_STORES", "WaitCancelled",
 ]
+
+class WaitCancelled(Exception):
+    """`LocalCluster.wait_ready` was cancelled (its `cancel` event was set)."""
+
 
 # Store 1 of a cluster at this base gets a bare server's client and admin ports.
 DEFAULT_BASE_PORT = 20160
@@ -348,9 +353,31 @@ class LocalCluster:
                 out.setdefault(r["id"], r["leader"]["store_id"])
         return out
 
-    def wait_ready(self, timeout: float = 60.0, regions: int | None = None) -> dict[int, int]:
+    def all_led(self, regions: int | None = None) -> bool:
+        """Every running store answers `/status`, holds `regions` regions (default: the
+        initial ones) and knows a leader for each: one small answer per store, whatever the
+        number of regions (`leaders()` lists them all)."""
+        want = regions if regions is not None else self.initial_regions
+        for sid, sp in self.stores.items():
+            if not sp.running:
+                continue
+            try:
+                s = self.admin(sid, "/status", timeout=5.0)
+            except (OSError, ValueError, urllib.error.URLError):
+                return False
+            if s["regions"] < want or s["without_leader"]:
+                return False
+        return True
+
+    def wait_ready(
+        self,
+        timeout: float = 60.0,
+        regions: int | None = None,
+        cancel: threading.Event | None = None,
+    ) -> dict[int, int]:
         """Until every running store answers and every region has a leader; returns region id
-        -> leader store. Raises RuntimeError (with the logs' tail) on timeout or a dead child."""
+        -> leader store. Raises RuntimeError (with the logs' tail) on timeout or a dead child,
+        WaitCancelled once `cancel` is set (checked every poll: a Ctrl-C is not kept waiting)."""
         want = regions if regions is not None else self.initial_regions
         deadline = time.monotonic() + timeout
         while True:
@@ -359,13 +386,17 @@ class LocalCluster:
                     raise RuntimeError(
                         f"store {sid} exited with {sp.proc.returncode}:\n{self.log_tail(sid)}"
                     )
-            leaders = self.leaders()
-            if leaders is not None and len(leaders) >= want:
-                return leaders
+            if self.all_led(want):
+                leaders = self.leaders()
+                if leaders is not None and len(leaders) >= want:
+                    return leaders
             if time.monotonic() > deadline:
                 tails = "\n".join(self.log_tail(s) for s in self.stores)
                 raise RuntimeError(f"cluster not ready after {timeout:.0f}s:\n{tails}")
-            time.sleep(0.1)
+            if cancel is None:
+                time.sleep(0.1)
+            elif cancel.wait(0.1):
+                raise WaitCancelled("stopped while waiting for leaders")
 
     def log_tail(self, sid: int, lines: int = 15) -> str:
         try:

@@ -22,7 +22,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .localcluster import DEFAULT_BASE_PORT, MAX_STORES, LocalCluster, StoreProc
+from multiraft.store.base import MAX_INITIAL_REGIONS
+
+from .localcluster import DEFAULT_BASE_PORT, MAX_STORES, LocalCluster, StoreProc, WaitCancelled
 
 __all__ = ["add_playground_parser", "run_playground"]
 
@@ -66,8 +68,8 @@ def _say(msg: str = "") -> None:
 def _usage_error(args: argparse.Namespace) -> str | None:
     if not 1 <= args.stores <= 9:
         return "--stores must be in [1, 9]"
-    if not 1 <= args.initial_regions <= 65536:
-        return "--initial-regions must be in [1, 65536]"
+    if not 1 <= args.initial_regions <= MAX_INITIAL_REGIONS:
+        return f"--initial-regions must be in [1, {MAX_INITIAL_REGIONS}]"
     if args.base_port is not None and not 1024 <= args.base_port <= 65535 - 3 * MAX_STORES:
         return f"--base-port must be in [1024, {65535 - 3 * MAX_STORES}]"
     if args.base_tick_ms is not None and args.base_tick_ms <= 0:
@@ -108,7 +110,9 @@ def run_playground(args: argparse.Namespace) -> int:
         _say(f"starting {args.stores} stores in {data_dir} ...")
         cluster.start_all()
         try:
-            leaders = cluster.wait_ready(args.ready_timeout)
+            leaders = cluster.wait_ready(args.ready_timeout, cancel=stop)
+        except WaitCancelled:
+            _say("\nstopping the stores ...")
         except RuntimeError as e:
             print(f"multiraft playground: error: {e}", file=sys.stderr)
             code = 1

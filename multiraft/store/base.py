@@ -28,6 +28,7 @@ __all__ = [
     "RAFT_INIT_LOG_INDEX",
     "MAX_SAMPLES",
     "initial_peer_id",
+    "MAX_INITIAL_REGIONS",
 ]
 
 # Bootstrapped regions start at this log index (TiKV's RAFT_INIT_LOG_INDEX): a peer added
@@ -138,6 +139,11 @@ class StoreStats:
 
     def failed(self, code: str) -> None:
         self.proposals_failed[code] = self.proposals_failed.get(code, 0) + 1
+
+
+# Regions a new cluster may bootstrap with (`--initial-regions`). Their ids are 1..N and their
+# peer ids `initial_peer_id`: below 2**40, the allocator's first id, while N < 2**24.
+MAX_INITIAL_REGIONS: Final = 1 << 20
 
 
 def initial_peer_id(region_id: int, store_id: int) -> int:

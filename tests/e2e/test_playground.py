@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO
 
@@ -80,3 +81,40 @@ def test_a_store_that_dies_is_reported_and_its_log_kept(tmp_path: Path) -> None:
     # The crashed store's log is kept; the rest of the temporary dir is gone.
     assert log.exists() and "store 2" in log.read_text()
     assert sorted(p.name for p in data_dir.iterdir()) == ["store-2.log"]
+
+
+def test_ctrl_c_while_waiting_for_leaders_stops_the_cluster(tmp_path: Path) -> None:
+    """The stores never tick (a base tick of 1,000 s), so no region gets a leader: a SIGINT
+    must not wait for the (long) ready timeout."""
+    base = free_base_port(4, start=48000)
+    pg = subprocess.Popen(
+        [
+            sys.executable, "-m", "multiraft", "playground", "--stores", "3",
+            "--initial-regions", "2", "--base-port", str(base), "--base-tick-ms", "1000000",
+            "--ready-timeout", "3600",
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path)),
+    )
+    assert pg.stdout is not None
+    out = _lines(pg.stdout)
+    seen: list[str] = []
+    try:
+        first = _until(out, r"^starting 3 stores in ", seen)
+        data_dir = Path(first.split(" in ", 1)[1].rsplit(" ...", 1)[0])
+        # Once every store is up (a store stopped while it starts exits by the signal).
+        logs = [data_dir / f"store-{i}.log" for i in (1, 2, 3)]
+        while not all(log.exists() and " up: " in log.read_text() for log in logs):
+            assert pg.poll() is None, "".join(seen)
+            time.sleep(0.2)
+        pg.send_signal(signal.SIGINT)
+        assert pg.wait(120) == 0
+        rest = []
+        while (item := out.get(timeout=60)) is not None:
+            rest.append(item)
+    finally:
+        if pg.poll() is None:
+            pg.kill()
+            pg.wait()
+    assert "stopped.\n" in rest
+    assert not any("all with a leader" in line for line in seen + rest)

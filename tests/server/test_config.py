@@ -43,6 +43,7 @@ def test_toml_then_flags(tmp_path: Path) -> None:
         ({"no_such_option": 1}, "unknown option"),
         ({"log_format": "xml"}, "log_format must be"),
         ({"initial_regions": 0}, "initial_regions must be"),
+        ({"initial_regions": (1 << 20) + 1}, "initial_regions must be in [1, 1048576]"),
         ({"tls_cert": "a.pem"}, "TLS needs"),
     ],
 )
@@ -51,6 +52,10 @@ def test_invalid_configs(overrides: dict[str, object], message: str) -> None:
         load_config(None, overrides)
     assert message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_a_hundred_thousand_initial_regions_are_allowed() -> None:
+    assert load_config(None, {"initial_regions": 100_000}).initial_regions == 100_000
 
 
 def test_bad_files(tmp_path: Path) -> None:
