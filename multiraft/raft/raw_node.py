@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -558,10 +558,11 @@ class RawNode(Generic[S]):
         me = self.raft.id
         return {id: pr.matched for id, pr in self.raft.prs.progress.items() if id != me}
 
-    def is_quiescent(self) -> bool:
+    def is_quiescent(self, ignore: Container[int] = ()) -> bool:
         """Leader with nothing in flight: every entry committed, persisted, applied and
-        matched by every other peer; no leader transfer or read index pending. (TiKV's
-        checks before a region may hibernate.)"""
+        matched by every other peer but those in `ignore` (a host's peers known down); no
+        leader transfer or read index pending. (TiKV's checks before a region may
+        hibernate.)"""
         raft = self.raft
         if raft.state != StateRole.Leader:
             return False
@@ -571,7 +572,11 @@ class RawNode(Generic[S]):
             return False
         if raft.lead_transferee is not None or raft.read_only.pending_read_count():
             return False
-        return all(pr.matched == last for id, pr in raft.prs.progress.items() if id != raft.id)
+        return all(
+            pr.matched == last
+            for id, pr in raft.prs.progress.items()
+            if id != raft.id and id not in ignore
+        )
 
     def append_committed(self, entries: Sequence[Entry], commit: int) -> None:
         """Take entries the group has committed through `commit` from outside the protocol

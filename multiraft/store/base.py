@@ -226,6 +226,8 @@ class StoreBase:
         # Regions whose replica here was chosen to campaign first: (region id, the tick from
         # which it may), oldest first (`lifecycle._schedule_election`).
         self._campaigns: deque[tuple[int, int]] = deque()
+        # Hibernated leaders to wake, oldest first, a wave a tick (`hibernate._on_store_back`).
+        self._wakeups: deque[int] = deque()
         # Regions led here (as the rounds saw the role changes), and the counters of the
         # last log summary.
         self._leader_count = 0

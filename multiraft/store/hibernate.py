@@ -5,7 +5,11 @@ up, asks its followers whether the region may hibernate (MsgHibernateRequest); o
 the region stops ticking on every store. Any traffic but heartbeats wakes it. Stores exchange
 a frame every tick (an empty one if nothing else went there): a store not heard from for an
 election timeout is suspected, and the hibernated regions whose leader was there wake up and
-elect a new one.
+elect a new one. A region hibernates without its replicas on suspected stores as long as
+the others form a quorum (with one store of three down, every region would otherwise stay
+awake, each leader heartbeating the dead store: TiKV's tikv#19070); once such a store is
+heard from again, the leaders here of the regions with a replica there wake up, in waves, to
+catch it up.
 
 What a store knows of the others' liveness is public (`store_liveness`): the server shows it
 (`GET /stores`) and exports it (`multiraft_store_up`). Besides the stores that hold replicas of
@@ -51,8 +55,10 @@ class StoreLiveness:
 
 
 # Campaigns started per tick at most (a store of 100,000 regions starting, or taking over
-# the leaders of a dead store, sends their votes in waves).
+# the leaders of a dead store, sends their votes in waves); as many hibernated leaders wake
+# per tick for a store that came back.
 _CAMPAIGNS_PER_TICK = 2000
+_NOBODY: frozenset[int] = frozenset()
 
 
 class Hibernation(PeerLifecycle):
@@ -66,6 +72,8 @@ class Hibernation(PeerLifecycle):
         election = self.config.election_ticks
         if self._campaigns:
             self._start_campaigns(clock)
+        if self._wakeups:
+            self._wake_some()
         for rid in list(self._awake):
             peer = self.peers[rid]
             peer.node.tick()
@@ -73,12 +81,10 @@ class Hibernation(PeerLifecycle):
             peer.idle_ticks += 1
             # Once idle for an election timeout, ask the followers (again every election
             # timeout while some have not agreed).
-            if (
-                peer.idle_ticks >= election
-                and peer.idle_ticks % election == 0
-                and peer.can_hibernate()
-            ):
-                self._ask_to_hibernate(peer)
+            if peer.idle_ticks >= election and peer.idle_ticks % election == 0:
+                down = self._down_peers(peer)
+                if down is not None and peer.can_hibernate(down):
+                    self._ask_to_hibernate(peer, down)
         self.stats.ticks += len(self._awake)
         # Store heartbeats: one (empty) frame per store per tick if nothing else went there.
         for store in self._last_heard:
@@ -99,13 +105,45 @@ class Hibernation(PeerLifecycle):
     def _wake(self, rid: int) -> None:
         peer = self.peers[rid]
         peer.idle_ticks = 0
-        peer.hibernate_votes = set()
+        peer.hibernate_votes = frozenset()
         if rid not in self._awake:
             self._awake.add(rid)
             if peer.is_leader():
                 # Give the followers a full election timeout to answer before check_quorum.
                 peer.node.reset_election_elapsed()
         self._dirty.add(rid)
+
+    def _down_peers(self, peer: Peer) -> frozenset[int] | None:
+        """The region's peers on suspected stores (hibernation does without them), or None
+        if the voters on the other stores are no quorum (then the region stays awake)."""
+        suspected = self._suspected
+        if not suspected:
+            return _NOBODY
+        peers = peer.region.peers
+        down = frozenset(p.id for p in peers if p.store_id in suspected)
+        if down:
+            voters = [p.id for p in peers if p.role == Voter]
+            if sum(1 for v in voters if v not in down) * 2 <= len(voters):
+                return None
+        return down
+
+    def _on_store_back(self, store: int) -> None:
+        """`store` is heard from again after it was suspected: the hibernated leaders here
+        of regions with a replica there wake up (`_CAMPAIGNS_PER_TICK` a tick), so that it
+        learns its leaders and catches up with what it missed."""
+        awake, wakeups = self._awake, self._wakeups
+        for rid, peer in self.peers.items():
+            if rid not in awake and peer.is_leader() and any(
+                p.store_id == store for p in peer.region.peers
+            ):
+                wakeups.append(rid)
+
+    def _wake_some(self) -> None:
+        wakeups = self._wakeups
+        for _ in range(min(len(wakeups), _CAMPAIGNS_PER_TICK)):
+            rid = wakeups.popleft()
+            if rid in self.peers:
+                self._wake(rid)
 
     def _wake_regions_led_from(self, store: int) -> None:
         """A store went silent: the regions whose leader was there wake up (a hibernated one
@@ -146,12 +184,12 @@ class Hibernation(PeerLifecycle):
             self._wake(rid)
             started += 1
 
-    def _ask_to_hibernate(self, peer: Peer) -> None:
+    def _ask_to_hibernate(self, peer: Peer, down: frozenset[int]) -> None:
         node = peer.node
-        peer.hibernate_votes = {peer.meta.id}
+        peer.hibernate_votes = frozenset((peer.meta.id,))
         extra = ExtraMessage(type=MsgHibernateRequest, index=node.last_index(), term=node.term())
         for p in peer.region.peers:
-            if p.id != peer.meta.id:
+            if p.id != peer.meta.id and p.id not in down:
                 self._send_extra(peer, p, extra)
 
     def _on_extra(self, peer: Peer, m: RaftMessage) -> None:
@@ -179,11 +217,13 @@ class Hibernation(PeerLifecycle):
                 or not peer.hibernate_votes
                 or extra.term != node.term()
                 or extra.index != node.last_index()
-                or not peer.can_hibernate()
             ):
                 return
-            peer.hibernate_votes.add(m.from_peer.id)
-            if all(p.id in peer.hibernate_votes for p in peer.region.peers):
+            down = self._down_peers(peer)
+            if down is None or not peer.can_hibernate(down):
+                return
+            peer.hibernate_votes = votes = peer.hibernate_votes | {m.from_peer.id}
+            if all(p.id in votes or p.id in down for p in peer.region.peers):
                 self._awake.discard(rid)
         elif extra.type == MsgRegionWakeUp:
             self._wake(rid)

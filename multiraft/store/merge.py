@@ -182,7 +182,7 @@ class Merge(Split):
         wb.put(CF_RAFT_STATE, region_state_key(region.id), RegionLocalState(region=region).SerializeToString())
         peer.set_region(region)
         peer.merge_state = None
-        peer.want_rollback = set()
+        peer.want_rollback = frozenset()
         self._merging.discard(region.id)
         cb = self._merge_callbacks.pop(region.id, None)
         if cb is not None:
@@ -239,7 +239,7 @@ class Merge(Split):
 
     def _want_rollback(self, peer: Peer, ms: MergeState) -> None:
         if peer.is_leader():
-            peer.want_rollback.add(peer.meta.id)
+            peer.want_rollback |= {peer.meta.id}
             self._maybe_rollback(peer, ms)
             return
         leader = peer.leader_meta()
@@ -250,7 +250,7 @@ class Merge(Split):
         ms = peer.merge_state
         if ms is None or not peer.is_leader() or m.extra_msg.index != ms.commit:
             return
-        peer.want_rollback.add(m.from_peer.id)
+        peer.want_rollback |= {m.from_peer.id}
         self._maybe_rollback(peer, ms)
 
     def _maybe_rollback(self, peer: Peer, ms: MergeState) -> None:

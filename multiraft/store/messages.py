@@ -60,7 +60,9 @@ class Inbound(SplitCheck):
         """A decoded frame from another store (the transport decodes; the simulator hands
         bytes to `on_frame`). Any frame, even an empty one, is a store heartbeat."""
         self._last_heard[from_store] = self.lanes.clock
-        self._suspected.discard(from_store)
+        if from_store in self._suspected:
+            self._suspected.discard(from_store)
+            self._on_store_back(from_store)
         self._heard.add(from_store)
         for m in batch.msgs:
             self.on_raft_message(m)

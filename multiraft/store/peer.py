@@ -6,7 +6,7 @@ index is applied). Sans-I/O: the Store drives it in rounds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +132,8 @@ class Peer:
         # Ticks since the region last did anything but heartbeats (leader-side idleness).
         self.idle_ticks = 0
         # Followers that agreed to hibernate at the leader's current (term, last index).
-        self.hibernate_votes: set[int] = set()
+        # (Frozen sets, replaced on change: most replicas hold the shared empty one.)
+        self.hibernate_votes: frozenset[int] = frozenset()
         # Peers heard from that the region metadata does not list (yet): an uninitialized
         # replica knows only itself until its snapshot arrives.
         self.peer_cache: dict[int, PeerMeta] = {}
@@ -145,7 +146,7 @@ class Peer:
         # here to catch up; the entries after it keep their order behind it).
         self.pending_apply: list[Entry] = []
         # Merging source, leader: the peers that want the merge rolled back.
-        self.want_rollback: set[int] = set()
+        self.want_rollback: frozenset[int] = frozenset()
         # The region's data here, kept up to date by the apply loop once known (-1: not
         # counted yet; the split check counts it once).
         self.approx_keys = -1
@@ -242,15 +243,16 @@ class Peer:
             or self._reads_waiting_apply
         )
 
-    def can_hibernate(self) -> bool:
-        """A leader may put the region to sleep when every follower has its whole log, it
-        applied everything, and nothing is pending (TiKV's hibernate-region checks); never
-        while a merge is in progress (its checks run on ticks)."""
+    def can_hibernate(self, down: Container[int] = ()) -> bool:
+        """A leader may put the region to sleep when every follower (but the peers `down`:
+        on stores known dead) has its whole log, it applied everything, and nothing is
+        pending (TiKV's hibernate-region checks); never while a merge is in progress (its
+        checks run on ticks)."""
         return (
             not self.has_waiting_work()
             and self.merge_state is None
             and not self.pending_apply
-            and self.node.is_quiescent()
+            and self.node.is_quiescent(down)
         )
 
     def track_proposal(

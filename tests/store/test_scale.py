@@ -1,0 +1,62 @@
+"""Many regions per store, in the simulator: the behaviours that keep a store of 100,000
+regions cheap (the timings are `bench/scale.py`'s): one designated campaign per region at
+start, so leaders spread by region id; every region hibernates, also with a store of three
+dead (its replicas there are done without), and the leaders wake to catch that store up once
+it is back."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from multiraft.testing import SimCluster
+
+N = 300
+
+
+def _leader_stores(c: SimCluster) -> Counter[int]:
+    return Counter(sid for sid, s in c.stores.items() for p in s.peers.values() if p.is_leader())
+
+
+def _awake(c: SimCluster, stores: list[int]) -> int:
+    return sum(c.stores[s].awake_regions() for s in stores)
+
+
+def test_leaders_spread_by_region_id_and_every_region_hibernates() -> None:
+    c = SimCluster(stores=3, seed=5, initial_regions=N)
+    # The designated replica (by region id among the sorted stores) won everywhere: no
+    # split votes, no re-election.
+    for sid, store in c.stores.items():
+        for rid, peer in store.peers.items():
+            assert peer.is_leader() == (rid % 3 == sid - 1), (rid, sid)
+        assert store.stats.leaderships_lost == 0
+    assert _leader_stores(c) == {1: N // 3, 2: N // 3, 3: N // 3}
+    c.run_for(3.0)
+    assert _awake(c, [1, 2, 3]) == 0
+
+
+def test_regions_hibernate_with_a_store_down_and_catch_it_up_when_it_is_back() -> None:
+    c = SimCluster(stores=3, seed=6, initial_regions=N)
+    c.run_for(3.0)
+    victim = 1
+    c.crash(victim)
+    rest = [2, 3]
+    c.run_until(lambda: sum(c.stores[s].leaders() for s in rest) == N, timeout=30)
+    # Its leaders were taken over by the designated survivor, and the rest kept theirs.
+    assert all(c.stores[s].stats.leaderships_lost == 0 for s in rest)
+    c.put(b"\x00\x01", b"written while store 1 is down")
+    # Every region, the one written to included, goes back to sleep without store 1.
+    c.run_until(lambda: _awake(c, rest) == 0, timeout=30)
+    c.restart(victim)
+    back = c.stores[victim]
+    rid = next(p.region.id for p in back.peers.values() if p.region.start_key <= b"\x00\x01" < p.region.end_key)
+
+    def caught_up() -> bool:
+        leader = next(c.stores[s].peers[rid] for s in rest if c.stores[s].peers[rid].is_leader())
+        return back.peers[rid].applied_index == leader.applied_index
+
+    # The leaders wake up for it: its replicas learn their leader and catch up, without
+    # an election, and everything hibernates again.
+    c.run_until(lambda: all(p.node.leader_id() for p in back.peers.values()) and caught_up(), timeout=30)
+    assert sum(s.stats.leaderships_lost for s in c.stores.values()) == 0
+    c.run_until(lambda: _awake(c, [1, 2, 3]) == 0, timeout=30)
+    assert c.get(b"\x00\x01") == b"written while store 1 is down"
