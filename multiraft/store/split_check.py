@@ -170,9 +170,26 @@ class SplitCheck(Merge):
     def _check_auto_merges(self) -> None:
         c = self.config
         now = self.lanes.clock
-        peers = sorted(
-            (p for p in self.peers.values() if p.initialized), key=lambda p: p.region.start_key
-        )
+        cooldown = c.split_merge_cooldown_ticks
+        # The regions led here past their cooldown, in key order (one pass and no sort
+        # while there are none: the check runs every few seconds over every region).
+        candidates = [
+            p
+            for p in self.peers.values()
+            if now - p.born >= cooldown and p.initialized and p.is_leader()
+        ]
+        if not candidates:
+            return
+        candidates.sort(key=lambda p: p.region.start_key)
+        # Their neighbours here, by the key they meet at (a neighbour on other stores only
+        # cannot be a target; initialized regions here do not overlap).
+        by_start: dict[bytes, Peer] = {}
+        by_end: dict[bytes, Peer] = {}
+        for p in self.peers.values():
+            if p.initialized:
+                by_start[p.region.start_key] = p
+                if p.region.end_key:
+                    by_end[p.region.end_key] = p
 
         def ripe(p: Peer) -> bool:
             return (
@@ -185,22 +202,17 @@ class SplitCheck(Merge):
 
         busy: set[int] = set()
         started = 0
-        for i, p in enumerate(peers):
+        for p in candidates:
             if started >= _MERGES_PER_CHECK:
                 return
             rid = p.region.id
-            if not p.is_leader() or rid in busy or not ripe(p):
+            if rid in busy or not ripe(p):
                 continue
             self._count(p)
             if p.approx_bytes >= c.region_merge_size or p.approx_keys >= c.region_merge_keys:
                 continue
-            # Its neighbours here (a neighbour on other stores only cannot be a target).
-            left = peers[i - 1] if i > 0 and peers[i - 1].region.end_key == p.region.start_key else None
-            right = (
-                peers[i + 1]
-                if i + 1 < len(peers) and p.region.end_key and peers[i + 1].region.start_key == p.region.end_key
-                else None
-            )
+            left = by_end.get(p.region.start_key) if p.region.start_key else None
+            right = by_start.get(p.region.end_key) if p.region.end_key else None
             best: Peer | None = None
             for n in (right, left):  # into the right neighbour by preference
                 if n is None or n.region.id in busy or not ripe(n):
