@@ -167,6 +167,9 @@ class _ReadyRecord:
 class RawNode(Generic[S]):
     """A thread-unsafe node: the application owns the loop, the storage and the network."""
 
+    # (One per region replica: no instance dict.)
+    __slots__ = ("raft", "prev_ss", "prev_hs", "max_number", "records", "commit_since_index")
+
     def __init__(
         self,
         config: Config,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from multiraft.raft import RawNode
 from multiraft.store.cmd import OP_PUT, Command, Op
 from multiraft.store.errors import StoreError
 from multiraft.store.store import StoreConfig
@@ -20,15 +21,21 @@ from .test_sim_cluster import check_linearizable, inject_random_fault, submit_ra
 LEASE = StoreConfig(lease_reads=True)
 
 
-def test_reads_within_the_lease_need_no_heartbeat_round() -> None:
+def test_reads_within_the_lease_need_no_heartbeat_round(monkeypatch: pytest.MonkeyPatch) -> None:
     c = SimCluster(stores=3, seed=1, initial_regions=1, store_config=LEASE)
     c.put(b"k", b"v")
     assert c.get(b"k") == b"v"  # a ReadIndex round: the lease starts
     peer = c.stores[c.leader_of(1) or 0].peers[1]
     assert peer.lease_until > c.now
     asked: list[bytes] = []
-    read_index = peer.node.read_index
-    peer.node.read_index = lambda ctx: (asked.append(ctx), read_index(ctx))[1]  # type: ignore[method-assign]
+    node, read_index = peer.node, RawNode.read_index
+
+    def spy(self: RawNode[Any], ctx: bytes) -> None:
+        if self is node:
+            asked.append(ctx)
+        read_index(self, ctx)
+
+    monkeypatch.setattr(RawNode, "read_index", spy)  # (a RawNode has slots: patch the class)
     assert c.get(b"k") == b"v"
     assert asked == []  # served from the lease
     c.run_for(1.0)  # past the lease (0.8 of the 1 s election timeout)
