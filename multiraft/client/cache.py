@@ -3,11 +3,13 @@
 Regions are kept sorted by start key and never overlap. Invariant: `_starts[i] ==
 _regions[i].start` and `_regions[i].end <= _regions[i + 1].start` (with b"" = +inf only
 last). Gaps are allowed: a key in a gap is a miss, and the client asks a store for `regions`.
+Invariant: `_by_id` maps the id of every cached region to it (lookups by id, and the stale
+copy an update replaces, without a scan: a store may hold 100,000 regions).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 
 from .protocol import RegionInfo
 
@@ -23,11 +25,12 @@ def _is_newer(a: RegionInfo, b: RegionInfo) -> bool:
 
 
 class RegionCache:
-    __slots__ = ("_starts", "_regions")
+    __slots__ = ("_starts", "_regions", "_by_id")
 
     def __init__(self) -> None:
         self._starts: list[bytes] = []
         self._regions: list[RegionInfo] = []
+        self._by_id: dict[int, RegionInfo] = {}
 
     def __len__(self) -> int:
         return len(self._regions)
@@ -44,10 +47,13 @@ class RegionCache:
         return None
 
     def get(self, region_id: int) -> RegionInfo | None:
-        for r in self._regions:
-            if r.id == region_id:
-                return r
-        return None
+        return self._by_id.get(region_id)
+
+    def _index_of(self, r: RegionInfo) -> int:
+        """The position of cached region `r` (start keys are unique: regions do not overlap)."""
+        i = bisect_left(self._starts, r.start)
+        assert self._regions[i] is r
+        return i
 
     def _overlapping(self, start: bytes, end: bytes) -> tuple[int, int]:
         """Index range `[lo, hi)` of the cached regions overlapping `[start, end)`."""
@@ -79,27 +85,33 @@ class RegionCache:
                 r.peers = info.peers
                 return False
         # Drop any stale copy of the same region id outside this range (it moved by a merge).
-        for i, r in enumerate(self._regions):
-            if r.id == info.id and not lo <= i < hi:
+        stale = self._by_id.get(info.id)
+        if stale is not None:
+            i = self._index_of(stale)
+            if not lo <= i < hi:
                 self._remove_at(i)
                 if i < lo:
                     lo -= 1
                     hi -= 1
-                break
+        for r in self._regions[lo:hi]:
+            if self._by_id.get(r.id) is r:
+                del self._by_id[r.id]
         self._regions[lo:hi] = [info]
         self._starts[lo:hi] = [info.start]
+        self._by_id[info.id] = info
         return True
 
     def _remove_at(self, i: int) -> None:
-        del self._regions[i]
+        r = self._regions.pop(i)
         del self._starts[i]
+        if self._by_id.get(r.id) is r:
+            del self._by_id[r.id]
 
     def invalidate(self, region_id: int) -> None:
         """Forget a region (it moved, split, merged, or its store lost it)."""
-        for i, r in enumerate(self._regions):
-            if r.id == region_id:
-                self._remove_at(i)
-                return
+        r = self._by_id.get(region_id)
+        if r is not None:
+            self._remove_at(self._index_of(r))
 
     def set_leader(self, region_id: int, store_id: int | None) -> None:
         r = self.get(region_id)
