@@ -40,6 +40,7 @@ from multiraft.raft import (
     SnapshotMetadata,
     SnapshotTemporarilyUnavailable,
     SplitMix64,
+    default_logger,
 )
 
 from .base import RAFT_INIT_LOG_INDEX, initial_peer_id
@@ -54,6 +55,8 @@ from .snapshot import build_snapshot_data
 __all__ = ['PeerLifecycle']
 
 _log = logging.getLogger(__name__)
+# The raft core's logger, looked up once (not once per replica opened: `getLogger` takes a lock).
+_RAFT_LOG = default_logger()
 _STORE_IDENT = meta_key("store_ident")
 # Messages that may create a peer for a region this store does not know.
 _CREATING_MSGS = frozenset(
@@ -190,7 +193,7 @@ class PeerLifecycle(Outbox):
                 storage.set_conf_state(wb, cs)
                 self.engine.write(wb, sync=True)
                 wb.run_commit_hooks()
-        node = RawNode(cfg, storage, rng=SplitMix64(self.rng.getrandbits(64)))
+        node = RawNode(cfg, storage, logger=_RAFT_LOG, rng=SplitMix64(self.rng.getrandbits(64)))
         peer = Peer(
             self.store_id,
             region,
