@@ -57,6 +57,10 @@ class ServerConfig:
     base_tick_ms: int = 100
     heartbeat_ticks: int = 2
     election_ticks: int = 10
+    # Another store silent this long (ticks; 0: three election timeouts) is suspected down:
+    # the hibernated regions it led elect new leaders (docs/architecture.md, "Defaults, and
+    # why").
+    store_suspect_ticks: int = 0
     check_quorum: bool = True
     pre_vote: bool = True
     lease_reads: bool = False
@@ -84,6 +88,10 @@ class ServerConfig:
     def peers(self) -> dict[int, tuple[str, int]]:
         """Store id -> peer address of the initial cluster (validated)."""
         return dict(self._peers)
+
+    def suspect_ticks(self) -> int:
+        """`store_suspect_ticks`, or its default."""
+        return self.store_suspect_ticks or 3 * self.election_ticks
 
     def validate(self) -> ServerConfig:
         for name, f in _FIELDS.items():
@@ -121,6 +129,11 @@ class ServerConfig:
             raise ConfigError(
                 f"election_ticks ({self.election_ticks}) must be greater than heartbeat_ticks "
                 f"({self.heartbeat_ticks})"
+            )
+        if self.store_suspect_ticks and self.store_suspect_ticks < self.election_ticks:
+            raise ConfigError(
+                f"store_suspect_ticks ({self.store_suspect_ticks}) must be at least election_ticks "
+                f"({self.election_ticks})"
             )
         if self.lease_reads and not self.check_quorum:
             raise ConfigError("lease_reads requires check_quorum")

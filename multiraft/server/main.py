@@ -40,6 +40,8 @@ _HELP = {
     "initial_cluster": "the first stores, 1=host:port,2=host:port (default: this store alone)",
     "join": "join a running cluster (initial-cluster lists stores to contact)",
     "initial_regions": "regions to bootstrap (default 1)",
+    "store_suspect_ticks": "ticks of silence after which another store is suspected down and "
+    "the regions it led elect new leaders (default 0: 3 x --election-ticks; else at least --election-ticks)",
     "cluster_id": "cluster id, checked in every peer handshake (default 1)",
     "admin_token": "bearer token required by mutating admin calls",
     "log_format": "human (default) or json",

@@ -59,6 +59,7 @@ def store_config_from(config: ServerConfig) -> StoreConfig:
     return StoreConfig(
         election_ticks=config.election_ticks,
         heartbeat_ticks=config.heartbeat_ticks,
+        suspect_ticks=config.suspect_ticks(),
         check_quorum=config.check_quorum,
         pre_vote=config.pre_vote,
         lease_reads=config.lease_reads,
@@ -400,7 +401,7 @@ class StoreNode:
             self._flusher.flush()
 
     def _log_liveness(self, before: frozenset[int], now: frozenset[int]) -> None:
-        ticks = self.config.election_ticks * self.config.base_tick_ms / 1000
+        ticks = self.config.suspect_ticks() * self.config.base_tick_ms / 1000
         for sid in sorted(now - before):
             _log.warning("store %d: not heard from for %.1fs; suspected down", sid, ticks)
         for sid in sorted(before - now):

@@ -47,6 +47,11 @@ class StoreConfig:
 
     election_ticks: int = 10
     heartbeat_ticks: int = 2
+    # Another store not heard from for this many ticks is suspected down (0: an election
+    # timeout): the hibernated regions it led elect a new leader. Longer than an election
+    # timeout, a store whose event loop stalls a moment under load (a round of thousands
+    # of regions) is not taken for dead, and its regions' leaders are not deposed.
+    suspect_ticks: int = 0
     check_quorum: bool = True
     pre_vote: bool = True
     max_size_per_msg: int = 1 << 20

@@ -3,8 +3,8 @@
 Only awake regions tick. A leader idle for an election timeout, with every follower caught
 up, asks its followers whether the region may hibernate (MsgHibernateRequest); once all agree
 the region stops ticking on every store. Any traffic but heartbeats wakes it. Stores exchange
-a frame every tick (an empty one if nothing else went there): a store not heard from for an
-election timeout is suspected, and the hibernated regions whose leader was there wake up and
+a frame every tick (an empty one if nothing else went there): a store not heard from for
+`suspect_ticks` (an election timeout by default; the server's default is three) is suspected, and the hibernated regions whose leader was there wake up and
 elect a new one. A region hibernates without its replicas on suspected stores as long as
 the others form a quorum (with one store of three down, every region would otherwise stay
 awake, each leader heartbeating the dead store: TiKV's tikv#19070); once such a store is
@@ -46,7 +46,7 @@ _log = logging.getLogger(__name__)
 class StoreLiveness:
     """Another store as this one sees it: `heard` once a frame came from it since this store
     started; `silent_ticks` since its last frame (or since it was first watched); `suspected`
-    once silent for an election timeout (its hibernated regions were woken up)."""
+    once silent for `StoreConfig.suspect_ticks` (its hibernated regions were woken up)."""
 
     store_id: int
     heard: bool
@@ -70,6 +70,7 @@ class Hibernation(PeerLifecycle):
         self.lanes.clock += 1
         clock = self.lanes.clock
         election = self.config.election_ticks
+        suspect = self.config.suspect_ticks or election
         if self._campaigns:
             self._start_campaigns(clock)
         if self._wakeups:
@@ -98,7 +99,7 @@ class Hibernation(PeerLifecycle):
                 self.stats.frames_sent += 1
         self._sent_since_tick = set()
         for store, heard in self._last_heard.items():
-            if clock - heard >= election and store not in self._suspected:
+            if clock - heard >= suspect and store not in self._suspected:
                 self._suspected.add(store)
                 self._wake_regions_led_from(store)
 

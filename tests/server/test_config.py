@@ -43,6 +43,7 @@ def test_toml_then_flags(tmp_path: Path) -> None:
         ({"no_such_option": 1}, "unknown option"),
         ({"log_format": "xml"}, "log_format must be"),
         ({"initial_regions": 0}, "initial_regions must be"),
+        ({"store_suspect_ticks": 5}, "store_suspect_ticks (5) must be at least election_ticks (10)"),
         ({"initial_regions": (1 << 20) + 1}, "initial_regions must be in [1, 1048576]"),
         ({"tls_cert": "a.pem"}, "TLS needs"),
     ],
@@ -52,6 +53,12 @@ def test_invalid_configs(overrides: dict[str, object], message: str) -> None:
         load_config(None, overrides)
     assert message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_stores_are_suspected_after_three_election_timeouts_by_default() -> None:
+    assert load_config(None, {}).suspect_ticks() == 30
+    assert load_config(None, {"election_ticks": 20}).suspect_ticks() == 60
+    assert load_config(None, {"store_suspect_ticks": 12}).suspect_ticks() == 12
 
 
 def test_a_hundred_thousand_initial_regions_are_allowed() -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from multiraft.store import InvalidRequest
 from multiraft.store.hibernate import StoreLiveness
+from multiraft.store.store import StoreConfig
 from multiraft.testing import SimCluster
 
 
@@ -31,6 +32,16 @@ def test_a_silent_store_is_suspected_and_heard_again_after_its_restart() -> None
     c.restart(3)
     c.run_until(lambda: not _view(c, 1)[3].suspected, timeout=10)
     assert _view(c, 1)[3].silent_ticks <= 2
+
+
+def test_suspect_ticks_sets_how_long_a_store_may_be_silent() -> None:
+    c = SimCluster(stores=3, seed=33, initial_regions=2, store_config=StoreConfig(suspect_ticks=30))
+    c.run_for(1.0)
+    c.crash(3)
+    c.run_for(25 * c.tick_interval)
+    assert not _view(c, 1)[3].suspected  # past an election timeout, not yet suspected
+    c.run_for(7 * c.tick_interval)
+    assert _view(c, 1)[3].suspected
 
 
 def test_a_store_without_a_common_region_is_watched_once_tracked() -> None:
