@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
             "server_args": args.server_arg,
         }
     }
+    # (The machine is shared: the load at the start, beside the one `emit` records at the end.)
+    out["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         c = LocalCluster(
             args.stores,
