@@ -35,7 +35,7 @@ from router.codec import encode_batch
 
 from .errors import InvalidRequest
 from .lifecycle import PeerLifecycle
-from .peer import Peer
+from .peer import NOBODY, Peer
 
 __all__ = ["Hibernation", "StoreLiveness"]
 
@@ -58,7 +58,6 @@ class StoreLiveness:
 # the leaders of a dead store, sends their votes in waves); as many hibernated leaders wake
 # per tick for a store that came back.
 _CAMPAIGNS_PER_TICK = 2000
-_NOBODY: frozenset[int] = frozenset()
 
 
 class Hibernation(PeerLifecycle):
@@ -106,7 +105,7 @@ class Hibernation(PeerLifecycle):
     def _wake(self, rid: int) -> None:
         peer = self.peers[rid]
         peer.idle_ticks = 0
-        peer.hibernate_votes = frozenset()
+        peer.hibernate_votes = NOBODY
         if rid not in self._awake:
             self._awake.add(rid)
             if peer.is_leader():
@@ -119,7 +118,7 @@ class Hibernation(PeerLifecycle):
         if the voters on the other stores are no quorum (then the region stays awake)."""
         suspected = self._suspected
         if not suspected:
-            return _NOBODY
+            return NOBODY
         peers = peer.region.peers
         down = frozenset(p.id for p in peers if p.store_id in suspected)
         if down:

@@ -64,7 +64,7 @@ from multiraft.raft import Entry, RequestSnapshotDropped
 
 from .admin_cmd import CommitMerge, PrepareMerge, RollbackMerge
 from .errors import InvalidRequest, MergeRefused, MergeRolledBack, RegionBusy, StoreError
-from .peer import Callback, Peer
+from .peer import NOBODY, Callback, Peer
 from .region import is_epoch_stale
 from .split import Split
 
@@ -182,7 +182,7 @@ class Merge(Split):
         wb.put(CF_RAFT_STATE, region_state_key(region.id), RegionLocalState(region=region).SerializeToString())
         peer.set_region(region)
         peer.merge_state = None
-        peer.want_rollback = frozenset()
+        peer.want_rollback = NOBODY
         self._merging.discard(region.id)
         cb = self._merge_callbacks.pop(region.id, None)
         if cb is not None:

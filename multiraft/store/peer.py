@@ -19,7 +19,7 @@ from multiraft.raft import Entry, MessageType, ProposalDropped, RawNode, Ready, 
 from .dedupe import DedupeTable
 from .errors import NotLeader, StaleCommand, StoreError
 
-__all__ = ["Peer", "Callback"]
+__all__ = ["Peer", "Callback", "NOBODY"]
 
 # A client callback: called once with (result, None) or (None, error).
 Callback = Callable[[Any, StoreError | None], None]
@@ -27,6 +27,8 @@ Callback = Callable[[Any, StoreError | None], None]
 _log = logging.getLogger(__name__)
 _MSG_PROPOSE = MessageType.MsgPropose
 _LEADER = StateRole.Leader
+# The empty set of peer ids most replicas hold (`frozenset()` is no singleton: 216 bytes each).
+NOBODY: frozenset[int] = frozenset()
 
 
 @dataclass(slots=True)
@@ -133,7 +135,7 @@ class Peer:
         self.idle_ticks = 0
         # Followers that agreed to hibernate at the leader's current (term, last index).
         # (Frozen sets, replaced on change: most replicas hold the shared empty one.)
-        self.hibernate_votes: frozenset[int] = frozenset()
+        self.hibernate_votes = NOBODY
         # Peers heard from that the region metadata does not list (yet): an uninitialized
         # replica knows only itself until its snapshot arrives.
         self.peer_cache: dict[int, PeerMeta] = {}
@@ -146,7 +148,7 @@ class Peer:
         # here to catch up; the entries after it keep their order behind it).
         self.pending_apply: list[Entry] = []
         # Merging source, leader: the peers that want the merge rolled back.
-        self.want_rollback: frozenset[int] = frozenset()
+        self.want_rollback = NOBODY
         # The region's data here, kept up to date by the apply loop once known (-1: not
         # counted yet; the split check counts it once).
         self.approx_keys = -1
