@@ -11,8 +11,8 @@ store. Measured, in order:
 3. `idle_cpu_percent` per store over `--idle` seconds once the regions hibernated (after
    waiting up to `--hibernate-wait` s for it), and the leaders per store.
 4. `/metrics` on each store: scrape time (median of 5) and size.
-5. `restart`: a SIGTERM of one store (its stop time), a start again, and the time until it
-   answers and every region on it knows a leader again.
+5. `restart`: a SIGTERM of one store (its stop time), a start again, the time until it
+   answers and every region on it knows a leader again, then until every region sleeps again.
 6. `kill`: SIGKILL of the store with the most leaders while a client writes to random keys;
    the time until every region has a leader on the two others, and the client's errors
    (calls that failed after the client's own retries).
@@ -197,6 +197,12 @@ def main(argv: list[str] | None = None) -> None:
                     "stop_s": stop_s,
                     "exit_code": code,
                     "serving_s": None if serving is None else round(time.monotonic() - t0, 2),
+                    # Until every region sleeps again (the kill below starts from a quiet
+                    # cluster, as the first measurements did).
+                    "hibernated_again_s": _wait(
+                        lambda: all((_status(c, s) or {}).get("hibernated") == n for s in ids),
+                        args.hibernate_wait,
+                    ),
                 }
             if not args.skip_kill:
                 leaders = {sid: (_status(c, sid) or {}).get("leaders") or 0 for sid in ids}
