@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from dataclasses import fields
+from types import FrameType
 from typing import Any
 
 from .config import ConfigError, ServerConfig, load_config
@@ -121,6 +122,10 @@ def install_uvloop() -> bool:
     return True
 
 
+class _StartInterrupted(BaseException):
+    """SIGTERM or SIGINT while the node starts (`_serve`)."""
+
+
 def _fail(msg: str, code: int) -> int:
     print(f"multiraft server: error: {msg}", file=sys.stderr)
     return code
@@ -160,9 +165,11 @@ async def _serve(config: ServerConfig, uvloop_on: bool) -> int:
     node = StoreNode(config)
     loop = asyncio.get_running_loop()
     signals = {"count": 0}
-    started = False
+    started = interrupted = False
 
     def on_signal(sig: signal.Signals) -> None:
+        if interrupted:
+            return  # (the loop learns of a signal that already stopped the start)
         signals["count"] += 1
         if signals["count"] > 1:
             _log.warning("second %s: exiting now", sig.name)
@@ -178,10 +185,25 @@ async def _serve(config: ServerConfig, uvloop_on: bool) -> int:
     # which stops the store with a message (a failed round is fatal), not kill it with
     # SIGXFSZ and a core dump.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # The start opens (or bootstraps) every region in one go, without returning to the loop
+    # (minutes at 100,000 regions), so the loop's handlers would only run after it: until
+    # then a signal interrupts the start where it is, and the node closes what it opened
+    # (nothing half-written: each engine write is one transaction).
+    def interrupt_start(signum: int, frame: FrameType | None) -> None:
+        raise _StartInterrupted(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, interrupt_start) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         await node.start()
     except lmdb.Error as e:
         raise ConfigError(f"data dir {config.data_dir}: {e}") from None
+    except _StartInterrupted as e:
+        interrupted = True
+        _log.info("%s during the start: stopped", e)
+        return 0
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
     started = True
     tune_gc()
     if signals["count"]:

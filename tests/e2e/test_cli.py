@@ -176,3 +176,35 @@ def test_playground_stops_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, err
     assert "stopped." in out
+
+
+def test_sigterm_during_the_start_stops_the_store(tmp_path: Path) -> None:
+    """A store bootstrapping 1,000,000 regions (minutes) stops at a SIGTERM where it is,
+    before it serves, with status 0 and the data dir unlocked, not once its start is over."""
+    client, peer, admin = store_ports(free_base_port(1, start=42000), 1)
+    args = [
+        "--client-addr", f"127.0.0.1:{client}", "--peer-addr", f"127.0.0.1:{peer}",
+        "--admin-addr", f"127.0.0.1:{admin}", "--data-dir", str(tmp_path / "d"),
+        "--initial-regions", "1000000",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "multiraft", "server", *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path,
+    )
+    assert proc.stderr is not None
+    lines = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if "opening" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        lines.extend(proc.stderr)
+        assert proc.wait(120) == 0, "".join(lines)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = "".join(lines)
+    assert "SIGTERM during the start: stopped" in log, log
+    assert " up: " not in log and "Traceback" not in log, log
