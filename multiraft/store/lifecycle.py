@@ -220,8 +220,14 @@ class PeerLifecycle(Outbox):
         silent). Rather than let every replica campaign at a random moment — at 100,000
         regions a storm of split votes — one replica, chosen by region id among the voters
         on the stores still heard from, campaigns first (so leaders also spread evenly over
-        the stores); the others hold their own campaign back an election timeout, in case
-        the chosen one cannot. Campaigns start at most `_CAMPAIGNS_PER_TICK` a tick."""
+        the stores); the others hold their own campaign back a few election timeouts, in
+        case the chosen one cannot (under load a round over thousands of regions takes
+        seconds: a shorter wait let them campaign against it, and depose the leaders it had
+        just won). A region reopened with a term past the bootstrap's was led before: the
+        other stores most likely still lead it (a restart of this store alone), and their
+        leaders wake up to tell this one (`_on_store_back`), so the chosen replica waits a
+        few election timeouts for that before it campaigns (a whole cluster restarted still
+        elects then). Campaigns start at most `_CAMPAIGNS_PER_TICK` a tick."""
         stores = sorted(
             p.store_id
             for p in peer.region.peers
@@ -230,13 +236,20 @@ class PeerLifecycle(Outbox):
         if self.store_id not in stores:
             return  # a learner here, or this store is not among the chosen's candidates
         node = peer.node
-        if stores[peer.region.id % len(stores)] == self.store_id:
-            node.forget_leader()
+        election = self.config.election_ticks
+        if gone:
             # (A couple of ticks: the other stores notice the silence too, and stop
             # honouring the old leader's lease.)
-            self._campaigns.append((peer.region.id, self.lanes.clock + (2 if gone else 0)))
+            wait = 2
+        elif node.term() > RAFT_INIT_LOG_INDEX:
+            wait = 3 * election
         else:
-            node.forget_leader(self.config.election_ticks)
+            wait = 0
+        if stores[peer.region.id % len(stores)] == self.store_id:
+            node.forget_leader(wait)
+            self._campaigns.append((peer.region.id, self.lanes.clock + wait))
+        else:
+            node.forget_leader(wait + 3 * election)
 
     def _maybe_create_peer(self, m: RaftMessage) -> Peer | None:
         """An uninitialized replica for a message to a region this store does not know, if the
