@@ -28,6 +28,7 @@ import asyncio
 import os
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -112,6 +113,16 @@ def _writer(addrs: list[str], stop: threading.Event, out: dict[str, Any]) -> Non
     asyncio.run(run())
 
 
+class _Progress(dict[str, Any]):
+    """The results, each also printed to stderr as it is measured (a long run that is
+    stopped still tells what it measured), with the load average at that moment."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        super().__setitem__(key, value)
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"[{time.strftime('%H:%M:%S')} load {load}] {key}: {value}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--regions", type=int, default=10_000)
@@ -130,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     install_uvloop()
     n = args.regions
-    out: dict[str, Any] = {
+    out: dict[str, Any] = _Progress({
         "params": {
             "regions": n,
             "stores": args.stores,
@@ -138,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
             "fsync": True,
             "server_args": args.server_arg,
         }
-    }
+    })
     # (The machine is shared: the load at the start, beside the one `emit` records at the end.)
     out["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
