@@ -353,11 +353,10 @@ class LocalCluster:
                 out.setdefault(r["id"], r["leader"]["store_id"])
         return out
 
-    def all_led(self, regions: int | None = None) -> bool:
-        """Every running store answers `/status`, holds `regions` regions (default: the
-        initial ones) and knows a leader for each: one small answer per store, whatever the
-        number of regions (`leaders()` lists them all)."""
-        want = regions if regions is not None else self.initial_regions
+    def all_led(self) -> bool:
+        """Every running store answers `/status` and knows a leader for each of its regions:
+        one small answer per store, whatever the number of regions (`leaders()` lists them
+        all, and tells whether they are all there)."""
         for sid, sp in self.stores.items():
             if not sp.running:
                 continue
@@ -365,7 +364,7 @@ class LocalCluster:
                 s = self.admin(sid, "/status", timeout=5.0)
             except (OSError, ValueError, urllib.error.URLError):
                 return False
-            if s["regions"] < want or s["without_leader"]:
+            if s["without_leader"]:
                 return False
         return True
 
@@ -386,7 +385,7 @@ class LocalCluster:
                     raise RuntimeError(
                         f"store {sid} exited with {sp.proc.returncode}:\n{self.log_tail(sid)}"
                     )
-            if self.all_led(want):
+            if self.all_led():
                 leaders = self.leaders()
                 if leaders is not None and len(leaders) >= want:
                     return leaders
