@@ -147,6 +147,12 @@ class PeerLifecycle(Outbox):
                     self._merging.add(region_id)
                 if peer.initialized:
                     self._schedule_election(peer)
+                    if peer.merge_state is None and peer.node.term() <= RAFT_INIT_LOG_INDEX:
+                        # Never elected (a new cluster): nothing to tick for until its
+                        # designated replica campaigns (`_start_campaigns` wakes it; its
+                        # votes wake the others) or a store falls silent (the regions
+                        # without a leader wake). 100,000 awake regions cost seconds a tick.
+                        self._awake.discard(region_id)
 
     def _new_storage(self, region_id: int) -> RegionStorage:
         return RegionStorage(
