@@ -179,7 +179,7 @@ class StoreNode:
                 batcher=batcher,
                 clock=time.perf_counter,
             )
-            _log.info("store %d: opening %s", c.store_id, c.data_dir)
+            _log.debug("store %d: opening %s", c.store_id, c.data_dir)
             try:
                 if c.join:
                     store.join(c.cluster_id)
