@@ -525,6 +525,8 @@ class AsyncClient:
         task = self._refresh_task
         if task is None or task.done():
             task = self._refresh_task = asyncio.get_running_loop().create_task(self._refresh_once())
+            # (Its callers may all stop waiting before it fails: its failure is retrieved.)
+            self._track(task)
         remaining = deadline - asyncio.get_running_loop().time()
         try:
             await asyncio.wait_for(asyncio.shield(task), max(0.0, remaining))

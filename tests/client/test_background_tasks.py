@@ -59,3 +59,37 @@ def test_a_refresh_that_returned_leaves_no_unretrieved_failure() -> None:
 
     errors = asyncio.run(main())
     assert [(e.get("message"), repr(e.get("exception")), str(e.get("future"))[:150]) for e in errors] == []
+
+
+def test_a_refresh_its_callers_gave_up_on_leaves_no_unretrieved_failure() -> None:
+    """Every store is mute: the caller's deadline passes first, then the refresh itself fails
+    with nobody waiting for it (seen with stores too busy to answer in time)."""
+
+    async def main() -> list[dict[str, Any]]:
+        errors: list[dict[str, Any]] = []
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: errors.append(ctx))
+        mute, mute_addr = await _server(False)
+        client = AsyncClient([mute_addr], attempt_timeout=0.3)
+        try:
+            # Twice: the second refresh replaces the first, failed one, which is then
+            # collected (asyncio reports an unretrieved exception when it is).
+            for _ in range(2):
+                try:
+                    await client.refresh_regions(timeout=0.05)
+                except Exception:
+                    pass  # (ClientTimeout: expected)
+                for _ in range(100):
+                    if not client._background:
+                        break
+                    await asyncio.sleep(0.05)
+                assert not client._background
+            gc.collect()
+            await asyncio.sleep(0)
+            found = list(errors)
+        finally:
+            await client.close()
+            mute.close()
+        return found
+
+    errors = asyncio.run(main())
+    assert [(e.get("message"), repr(e.get("exception")), str(e.get("future"))[:150]) for e in errors] == []
