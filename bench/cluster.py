@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import resource
 import struct
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,19 +51,46 @@ def _summary(lat: list[float], seconds: float) -> dict[str, Any]:
     }
 
 
-async def _load(args: argparse.Namespace, addrs: list[str]) -> dict[str, Any]:
-    from multiraft.client import AsyncClient
+Put = Callable[[bytes, bytes], Awaitable[Any]]
+Get = Callable[[bytes], Awaitable[Any]]
 
-    rng = random.Random(args.seed)
-    value = bytes(rng.getrandbits(8) for _ in range(args.value_size))
-    client = AsyncClient(addrs)
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds of process `pid` (this process if None), from /proc."""
+    if pid is None:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return ru.ru_utime + ru.ru_stime
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # After the command's closing parenthesis: state is field 0, utime 11, stime 12.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def drive(
+    put: Put,
+    get: Get,
+    *,
+    clients: int,
+    duration: float,
+    warmup: float = 2.0,
+    write_ratio: float = 0.5,
+    value_size: int = 128,
+    seed: int = 1,
+    pids: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """The load generator: `clients` workers loop over a put of a fresh key (probability
+    `write_ratio`) or a get of a key written earlier, for `warmup + duration` seconds; the
+    first `warmup` seconds are not counted. With `pids`, the CPU seconds each of those
+    processes (and this one, "loadgen") used in the counted window are reported too."""
+    rng = random.Random(seed)
+    value = bytes(rng.getrandbits(8) for _ in range(value_size))
     written: list[bytes] = []
     writes: list[float] = []
     reads: list[float] = []
     errors: dict[str, int] = {}
     start = time.perf_counter()
-    counting_from = start + args.warmup
-    end = counting_from + args.duration
+    counting_from = start + warmup
+    end = counting_from + duration
 
     def key(n: int) -> bytes:
         # The first two bytes spread the keys over the whole key space (every region).
@@ -70,20 +100,20 @@ async def _load(args: argparse.Namespace, addrs: list[str]) -> dict[str, Any]:
 
     async def worker(wid: int) -> None:
         nonlocal counter
-        r = random.Random(args.seed * 1000 + wid)
+        r = random.Random(seed * 1000 + wid)
         while True:
             t0 = time.perf_counter()
             if t0 >= end:
                 return
-            is_write = not written or r.random() < args.write_ratio
+            is_write = not written or r.random() < write_ratio
             try:
                 if is_write:
                     counter += 1
                     k = key(counter)
-                    await client.put(k, value)
+                    await put(k, value)
                     written.append(k)
                 else:
-                    await client.get(written[r.randrange(len(written))])
+                    await get(written[r.randrange(len(written))])
             except Exception as e:  # counted, never fatal: the benchmark reports them
                 name = type(e).__name__
                 errors[name] = errors.get(name, 0) + 1
@@ -92,20 +122,68 @@ async def _load(args: argparse.Namespace, addrs: list[str]) -> dict[str, Any]:
             if t0 >= counting_from:
                 (writes if is_write else reads).append(t1 - t0)
 
-    try:
-        await asyncio.gather(*(worker(i) for i in range(args.clients)))
-    finally:
-        await client.close()
-    seconds = args.duration
+    def sample() -> dict[str, float]:
+        out = {"loadgen": cpu_seconds()}
+        for name, pid in (pids or {}).items():
+            try:
+                out[name] = cpu_seconds(pid)
+            except OSError:
+                out[name] = float("nan")
+        return out
+
+    cpu: dict[str, float] = {}
+
+    async def meter() -> None:
+        await asyncio.sleep(max(0.0, counting_from - time.perf_counter()))
+        first = sample()
+        await asyncio.sleep(max(0.0, end - time.perf_counter()))
+        last = sample()
+        cpu.update({k: round(last[k] - first[k], 3) for k in first})
+
+    await asyncio.gather(meter(), *(worker(i) for i in range(clients)))
+    seconds = duration
+    ops = len(writes) + len(reads)
+    server_cpu = sum(v for k, v in cpu.items() if k != "loadgen")
     return {
         "writes": _summary(writes, seconds),
         "reads": _summary(reads, seconds),
         "all": _summary(writes + reads, seconds),
         "errors": errors,
+        "cpu_seconds": cpu,
+        "server_cpu_us_per_op": round(server_cpu / ops * 1e6, 1) if ops and pids else None,
+        "loadgen_cpu_us_per_op": round(cpu.get("loadgen", 0.0) / ops * 1e6, 1) if ops else None,
     }
 
 
-def _store_metrics(cluster: LocalCluster) -> dict[str, Any]:
+async def _load(
+    args: argparse.Namespace, addrs: list[str], pids: dict[str, int] | None = None
+) -> dict[str, Any]:
+    from multiraft.client import AsyncClient
+
+    client = AsyncClient(addrs)
+    try:
+        return await drive(
+            client.put,
+            client.get,
+            clients=args.clients,
+            duration=args.duration,
+            warmup=args.warmup,
+            write_ratio=args.write_ratio,
+            value_size=args.value_size,
+            seed=args.seed,
+            pids=pids,
+        )
+    finally:
+        await client.close()
+
+
+def store_pids(cluster: LocalCluster) -> dict[str, int]:
+    return {
+        f"store{sid}": sp.proc.pid for sid, sp in cluster.stores.items() if sp.proc is not None
+    }
+
+
+def store_metrics(cluster: LocalCluster) -> dict[str, Any]:
     """Counters summed over the stores."""
     names = (
         "multiraft_batch_rounds_total",
@@ -113,6 +191,10 @@ def _store_metrics(cluster: LocalCluster) -> dict[str, Any]:
         "multiraft_proposals_total",
         "multiraft_frames_sent_total",
         "multiraft_raft_messages_sent_total",
+        "multiraft_applied_entries_total",
+        "multiraft_read_index_total",
+        "multiraft_fsync_duration_seconds_count",
+        "multiraft_batch_regions_per_round_sum",
     )
     out: dict[str, float] = {}
     for sid in cluster.stores:
@@ -157,9 +239,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             cluster.start_all()
             cluster.wait_ready(120)
-            before = _store_metrics(cluster)
-            result = asyncio.run(_load(args, cluster.client_addrs()))
-            after = _store_metrics(cluster)
+            before = store_metrics(cluster)
+            result = asyncio.run(_load(args, cluster.client_addrs(), store_pids(cluster)))
+            after = store_metrics(cluster)
         finally:
             codes = cluster.close()
     stores = {k: after.get(k, 0) - before.get(k, 0) for k in after}
