@@ -18,7 +18,9 @@ it, so the two systems alternate A B A B and each pair of measurements is taken 
 at most. The CPU seconds of every server process and of the load generator (this process)
 during the counted window come from /proc; "server CPU per op" is their sum over the ops.
 Prints one JSON (saved as bench/results/vs_etcd.json): every run, and per client count the
-ratios multiraft / etcd — the median over the interleaved pairs of rounds.
+ratios multiraft / etcd — the median over the interleaved pairs of rounds. `--baseline TREE`
+adds a third system in every round: stores running another source tree's code (the same
+client), for before/after ratios of a change measured in the same run.
 """
 
 from __future__ import annotations
@@ -219,7 +221,8 @@ def etcd_cluster(binary: str) -> Iterator[EtcdCluster]:
 
 
 @contextmanager
-def multiraft_cluster(args: argparse.Namespace) -> Iterator[LocalCluster]:
+def multiraft_cluster(args: argparse.Namespace, tree: str | None = None) -> Iterator[LocalCluster]:
+    """Three stores running this tree's code, or the code of the source tree `tree`."""
     with tempfile.TemporaryDirectory(prefix="bench-vs-etcd-") as tmp:
         cluster = LocalCluster(
             3,
@@ -229,6 +232,8 @@ def multiraft_cluster(args: argparse.Namespace) -> Iterator[LocalCluster]:
             fsync=True,
             log_level="warning",
             extra_args=args.server_arg,
+            # (Safe path: `python -m` would put the current directory, this tree, first.)
+            env={"PYTHONPATH": str(Path(tree).resolve()), "PYTHONSAFEPATH": "1"} if tree else None,
         )
         try:
             cluster.start_all()
@@ -287,7 +292,7 @@ def _run_system(
                 out[c] = {**_row(res), "loadavg_before": la, "cpu_seconds": res["cpu_seconds"]}
                 log(f"etcd      clients={c:5d} {_brief(out[c])}")
     else:
-        with multiraft_cluster(args) as mc:
+        with multiraft_cluster(args, args.baseline if name == "baseline" else None) as mc:
             for c in clients_list:
                 la = _loadavg()
                 before = store_metrics(mc)
@@ -313,7 +318,7 @@ def _run_system(
                 }
                 row["per_write"] = {"applied_entries": per("applied_entries_total", writes)}
                 out[c] = row
-                log(f"multiraft clients={c:5d} {_brief(row)}")
+                log(f"{name:9s} clients={c:5d} {_brief(row)}")
     return out
 
 
@@ -329,7 +334,7 @@ def _brief(r: dict[str, Any]) -> str:
 def _ratios(
     etcd: list[dict[int, dict[str, Any]]], mr: list[dict[int, dict[str, Any]]], clients: list[int]
 ) -> dict[int, dict[str, float | None]]:
-    """Per client count: multiraft / etcd, the median over the rounds' pairs."""
+    """Per client count: `mr` / `etcd`, the median over the rounds' pairs."""
     out: dict[int, dict[str, float | None]] = {}
     for c in clients:
         row: dict[str, float | None] = {}
@@ -358,6 +363,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--etcd-api", choices=("grpc", "json"), default="grpc")
     p.add_argument("--only", choices=("etcd", "multiraft"), help="run one system only")
     p.add_argument(
+        "--baseline", metavar="TREE",
+        help="also run stores from this source tree (e.g. `git worktree add /tmp/base main`), "
+        "interleaved: ratios multiraft / baseline",
+    )
+    p.add_argument(
         "--server-arg", action="append", default=[], metavar="FLAG",
         help="an extra `multiraft server` flag (repeatable)",
     )
@@ -365,6 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     clients = [int(x) for x in args.clients.split(",") if x]
     systems = ["etcd", "multiraft"] if args.only is None else [args.only]
+    if args.baseline:
+        systems.insert(-1, "baseline")
     if "etcd" in systems and not (args.etcd and os.access(args.etcd, os.X_OK)):
         print(
             "bench.vs_etcd: no etcd binary on PATH (Debian/Ubuntu: apt-get install etcd-server "
@@ -410,14 +422,16 @@ def main(argv: list[str] | None = None) -> None:
             "etcd_api": args.etcd_api if "etcd" in systems else None,
             "etcd_version": _etcd_version(args.etcd) if "etcd" in systems else None,
             "multiraft_server_args": args.server_arg,
+            "baseline_tree": args.baseline,
         },
         "loadavg_between_runs": loads,
         "runs": {s: [{str(c): r for c, r in rnd.items()} for rnd in v] for s, v in results.items()},
     }
-    if len(systems) == 2:
-        doc["ratio_multiraft_over_etcd"] = {
-            str(c): r for c, r in _ratios(results["etcd"], results["multiraft"], clients).items()
-        }
+    for a, b in (("multiraft", "etcd"), ("multiraft", "baseline"), ("baseline", "etcd")):
+        if a in results and b in results:
+            doc[f"ratio_{a}_over_{b}"] = {
+                str(c): r for c, r in _ratios(results[b], results[a], clients).items()
+            }
     emit("vs_etcd", doc, save=not args.no_save)
 
 
