@@ -25,7 +25,7 @@ from .admin_cmd import (
     is_admin_entry,
 )
 from .base import MAX_SAMPLES
-from .cmd import CommandDecodeError, decode_command
+from .cmd import Command, CommandDecodeError, Result, decode_entry
 from .errors import EpochNotMatch, RegionBusy, StoreError
 from .kv import KvApplier
 from .membership import apply_to_region, decode_conf_change
@@ -93,21 +93,15 @@ class ApplyLoop(Inbound):
                         peer.node.ping()
                 else:
                     try:
-                        cmd = decode_command(e.data)
+                        cmds = decode_entry(e.data)
                     except CommandDecodeError as ex:
                         err = StoreError(f"bad command at index {e.index}: {ex}")
                     else:
-                        if cmd.region_id != rid or cmd.version != peer.region.region_epoch.version:
-                            err = self._epoch_error(
-                                peer, [op.key for op in cmd.ops], "command proposed"
-                            )
+                        if isinstance(cmds, list):
+                            # A batch: one (result, error) per command, applied in order.
+                            result = [self._apply_command(peer, c, applier, e.index) for c in cmds]
                         else:
-                            result = applier.apply(cmd, peer.dedupe, e.index)
-                            if applier.delta_keys or applier.delta_bytes:
-                                if peer.approx_keys >= 0:
-                                    peer.approx_keys += applier.delta_keys
-                                    peer.approx_bytes += applier.delta_bytes
-                                self._checked.add(rid)
+                            result, err = self._apply_command(peer, cmds, applier, e.index)
                 done.append((peer, e, result, err))
                 peer.applied_index, peer.applied_term = e.index, e.term
                 self.stats.applied_entries += 1
@@ -135,6 +129,22 @@ class ApplyLoop(Inbound):
             if self._source_caught_up(source_id) and target_id in self.peers:
                 self._resume_apply.add(target_id)
                 self._dirty.add(target_id)
+
+    def _apply_command(
+        self, peer: Peer, cmd: Command, applier: KvApplier, index: int
+    ) -> tuple[Result | None, StoreError | None]:
+        """Apply one KV command of the entry at `index`, refused if the region's range moved
+        since it was proposed."""
+        region = peer.region
+        if cmd.region_id != region.id or cmd.version != region.region_epoch.version:
+            return None, self._epoch_error(peer, [op.key for op in cmd.ops], "command proposed")
+        result = applier.apply(cmd, peer.dedupe, index)
+        if applier.delta_keys or applier.delta_bytes:
+            if peer.approx_keys >= 0:
+                peer.approx_keys += applier.delta_keys
+                peer.approx_bytes += applier.delta_bytes
+            self._checked.add(region.id)
+        return result, None
 
     def _apply_admin(
         self, peer: Peer, e: Entry, wb: WriteBatch

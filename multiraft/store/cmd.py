@@ -1,10 +1,15 @@
 """KV commands carried in raft entries, msgpack-encoded (one codec module per wire schema).
 
-An entry's data is `[1, request_id, region_id, conf_ver, version, ops]` where each op is
+One command's data is `[1, request_id, region_id, conf_ver, version, ops]` where each op is
 `[OP_PUT, key, value]`, `[OP_DELETE, key]` or `[OP_CAS, key, expected, new]` (`expected` /
 `new` may be None: "must not exist" / "delete"). The request id (client id + sequence,
 opaque bytes) lets the apply path drop a retried duplicate; the epoch lets it refuse a command
 proposed before a split or merge moved the range.
+
+The store proposes the commands a region received in one round as ONE entry (TiKV's
+RaftCmdRequest batching): `[3, [[request_id, region_id, conf_ver, version, ops], ...]]`. Each
+command in it keeps its own request id, epoch check and result, and they apply in order, as
+consecutive entries would. `decode_entry` reads both forms.
 """
 
 from __future__ import annotations
@@ -25,9 +30,13 @@ __all__ = [
     "CommandDecodeError",
     "encode_command",
     "decode_command",
+    "command_body",
+    "encode_batch",
+    "decode_entry",
 ]
 
 _VERSION = 1
+_BATCH_VERSION = 3  # (2 tags admin commands: admin_cmd.py)
 OP_PUT = 1
 OP_DELETE = 2
 OP_CAS = 3
@@ -108,16 +117,68 @@ def encode_command(cmd: Command) -> bytes:
     return data
 
 
+def command_body(cmd: Command) -> list[object]:
+    """The command as an element of a batch (`encode_batch`); validates its ops."""
+    ops: list[object] = []
+    for op in cmd.ops:
+        op.validate()
+        if op.kind == OP_PUT:
+            ops.append([OP_PUT, op.key, op.value])
+        elif op.kind == OP_DELETE:
+            ops.append([OP_DELETE, op.key])
+        else:
+            ops.append([OP_CAS, op.key, op.expected, op.value])
+    return [cmd.request_id, cmd.region_id, cmd.conf_ver, cmd.version, ops]
+
+
+def encode_batch(bodies: list[list[object]]) -> bytes:
+    """One entry's data carrying several commands (`command_body` each), applied in order."""
+    data: bytes = msgpack.packb([_BATCH_VERSION, bodies], use_bin_type=True)
+    return data
+
+
+def decode_entry(data: bytes) -> Command | list[Command]:
+    """An entry's commands: a list for a batch (version 3), a single (version 1) command."""
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except Exception as e:  # msgpack raises several types on garbage
+        raise CommandDecodeError(f"not a command: {e}") from e
+    if isinstance(obj, list) and len(obj) == 2 and obj[0] == _BATCH_VERSION:
+        if not isinstance(obj[1], list) or not obj[1]:
+            raise CommandDecodeError("a batch must be a non-empty list of commands")
+        out = []
+        for body in obj[1]:
+            if not isinstance(body, list) or len(body) != 5:
+                raise CommandDecodeError("bad command in a batch")
+            out.append(_command(*body))
+        return out
+    return _decode_v1(obj)
+
+
 def decode_command(data: bytes) -> Command:
     try:
         obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as e:  # msgpack raises several types on garbage
         raise CommandDecodeError(f"not a command: {e}") from e
+    return _decode_v1(obj)
+
+
+def _decode_v1(obj: object) -> Command:
     if not isinstance(obj, list) or len(obj) != 6 or obj[0] != _VERSION:
         raise CommandDecodeError("not a version-1 command")
     _, request_id, region_id, conf_ver, version, raw_ops = obj
-    if not isinstance(request_id, bytes) or not all(
-        isinstance(x, int) and x >= 0 for x in (region_id, conf_ver, version)
+    return _command(request_id, region_id, conf_ver, version, raw_ops)
+
+
+def _command(
+    request_id: object, region_id: object, conf_ver: object, version: object, raw_ops: object
+) -> Command:
+    if not (
+        isinstance(request_id, bytes)
+        and isinstance(region_id, int)
+        and isinstance(conf_ver, int)
+        and isinstance(version, int)
+        and min(region_id, conf_ver, version) >= 0
     ):
         raise CommandDecodeError("bad command header")
     if not isinstance(raw_ops, list):

@@ -16,6 +16,7 @@ from multiraft.proto.serverpb_pb2 import MergeState, Region
 from multiraft.proto.serverpb_pb2 import Peer as PeerMeta
 from multiraft.raft import Entry, MessageType, ProposalDropped, RawNode, Ready, StateRole
 
+from .cmd import encode_batch
 from .dedupe import DedupeTable
 from .errors import NotLeader, StaleCommand, StoreError
 
@@ -29,6 +30,26 @@ _MSG_PROPOSE = MessageType.MsgPropose
 _LEADER = StateRole.Leader
 # The empty set of peer ids most replicas hold (`frozenset()` is no singleton: 216 bytes each).
 NOBODY: frozenset[int] = frozenset()
+
+
+# A round's commands go into entries of at most about this many bytes (keys and values).
+MAX_BATCH_BYTES = 1 << 20
+
+
+def _batch_callback(callbacks: list[Callback]) -> Callback:
+    """The callback of a batch entry: its result is one (result, error) per command, in
+    order; an error of the entry as a whole (lost, overwritten, undecodable) fails them all."""
+
+    def done(results: Any, err: StoreError | None) -> None:
+        if err is not None:
+            for cb in callbacks:
+                cb(None, err)
+            return
+        assert len(results) == len(callbacks), "a batch entry's results match its commands"
+        for cb, (result, cmd_err) in zip(callbacks, results, strict=True):
+            cb(result, cmd_err)
+
+    return done
 
 
 @dataclass(slots=True)
@@ -102,8 +123,9 @@ class Peer:
         self.storage = storage
         # Proposals appended to the log, by index, until applied (or lost).
         self.proposals: dict[int, _Proposal] = {}
-        # Commands submitted this round, proposed together at the round's end.
-        self._to_propose: list[tuple[bytes, Callback]] = []
+        # Commands submitted this round (`cmd.command_body`, callback, approximate bytes),
+        # proposed together as one entry at the round's end.
+        self._to_propose: list[tuple[list[object], Callback, int]] = []
         # Reads submitted this round: one read_index request for all of them.
         self._to_read: list[Callable[[StoreError | None], None]] = []
         # Reads whose read_index request is in flight, by context.
@@ -220,10 +242,11 @@ class Peer:
 
     # -- client work ------------------------------------------------------------------------
 
-    def submit_command(self, data: bytes, callback: Callback) -> None:
+    def submit_command(self, body: list[object], callback: Callback, size: int = 0) -> None:
+        """Queue a command (`cmd.command_body`) for this round's batch entry."""
         if not self.is_leader():
             raise self.not_leader()
-        self._to_propose.append((data, callback))
+        self._to_propose.append((body, callback, size))
 
     def submit_read(self, callback: Callable[[StoreError | None], None]) -> None:
         """`callback(None)` once the read may be served from the applied state (linearizable:
@@ -282,17 +305,27 @@ class Peer:
         """Propose this round's commands as one MsgPropose, and ask one read index for this
         round's reads (or, with a valid lease at time `now`, serve them at the commit index)."""
         if self._to_propose:
-            batch, self._to_propose = self._to_propose, []
+            queued, self._to_propose = self._to_propose, []
+            # One entry per round carrying every command (TiKV's RaftCmdRequest batching),
+            # unless they are big: then entries of about MAX_BATCH_BYTES each.
+            batches: list[list[tuple[list[object], Callback, int]]] = [[]]
+            size = 0
+            for item in queued:
+                if size and size + item[2] > MAX_BATCH_BYTES:
+                    batches.append([])
+                    size = 0
+                batches[-1].append(item)
+                size += item[2]
             node = self.node
             try:
-                first = node.propose_batch([data for data, _ in batch])
+                first = node.propose_batch([encode_batch([b for b, _, _ in bt]) for bt in batches])
             except ProposalDropped as e:
-                for _, cb in batch:
+                for _, cb, _ in queued:
                     cb(None, StaleCommand(f"region {self.region.id}: {e}"))
             else:
                 term = node.term()
-                for i, (_, cb) in enumerate(batch):
-                    self._track(first + i, _Proposal(term, cb))
+                for i, bt in enumerate(batches):
+                    self._track(first + i, _Proposal(term, _batch_callback([cb for _, cb, _ in bt])))
         # Reads wait until the leader committed an entry of its term: before that its commit
         # index may be stale and raft drops the request (etcd-io/etcd#7331).
         if self._to_read and self.is_leader() and self.node.commit_to_current_term():
@@ -372,7 +405,7 @@ class Peer:
         for p in props.values():
             p.callback(None, err)
         queued, self._to_propose = self._to_propose, []
-        for _, proposal_cb in queued:
+        for _, proposal_cb, _ in queued:
             proposal_cb(None, err)
         reads: list[Callable[[StoreError | None], None]] = list(self._to_read)
         for rs in self._reads_waiting_index.values():

@@ -25,7 +25,7 @@ from multiraft.proto.serverpb_pb2 import Learner, RegionEpoch
 from multiraft.raft import MessageType, ProposalDropped, Ready
 
 from .base import MAX_SAMPLES, RAFT_INIT_LOG_INDEX, StoreConfig, StoreStats, initial_peer_id
-from .cmd import Command, encode_command
+from .cmd import Command, command_body
 from .errors import (
     InvalidRequest,
     KeyNotInRegion,
@@ -99,7 +99,7 @@ class Store(Promotions):
             peer = self._peer_for(cmd.region_id, epoch, [op.key for op in cmd.ops])
             cmd.conf_ver = peer.region.region_epoch.conf_ver
             cmd.version = peer.region.region_epoch.version
-            data = encode_command(cmd)
+            body = command_body(cmd)
             clock = self._clock
             t0 = clock() if clock is not None else 0.0
 
@@ -110,7 +110,10 @@ class Store(Promotions):
                     stats.propose_to_apply_seconds.append(clock() - t0)
                 callback(result, err)
 
-            peer.submit_command(data, done)
+            size = 32
+            for op in cmd.ops:
+                size += len(op.key) + len(op.value or b"") + len(op.expected or b"")
+            peer.submit_command(body, done, size)
             if cmd.ops:
                 self.note_load(peer, cmd.ops[0].key)
         except StoreError as e:

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from multiraft.store.admin_cmd import is_admin_entry
 from multiraft.store.cmd import (
     OP_CAS,
     OP_DELETE,
@@ -14,7 +15,10 @@ from multiraft.store.cmd import (
     Command,
     CommandDecodeError,
     Op,
+    command_body,
     decode_command,
+    decode_entry,
+    encode_batch,
     encode_command,
 )
 
@@ -61,3 +65,29 @@ def test_encode_refuses_invalid_ops() -> None:
         encode_command(Command(1, 1, 1, [Op(OP_PUT, b"k")]))
     with pytest.raises(CommandDecodeError):
         encode_command(Command(1, 1, 1, [Op(OP_DELETE, b"")]))
+
+
+@given(st.lists(st.tuples(st.integers(0, 2**32), st.lists(_op, max_size=4), st.binary(max_size=24)), min_size=1, max_size=8))
+def test_batch_round_trip(cmds: list[tuple[int, list[Op], bytes]]) -> None:
+    """A round's commands in one entry come back in order, each with its own request id and
+    epoch; a single (version 1) command still decodes as one command."""
+    batch = [Command(7, 1, version, ops, rid) for version, ops, rid in cmds]
+    data = encode_batch([command_body(c) for c in batch])
+    assert decode_entry(data) == batch
+    assert not is_admin_entry(data)
+    assert decode_entry(encode_command(batch[0])) == batch[0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        msgpack.packb([3, []]),
+        msgpack.packb([3, [[b"r", 1, 1, 1]]]),
+        msgpack.packb([3, [[b"r", -1, 1, 1, []]]]),
+        msgpack.packb([3, [[b"r", 1, 1, 1, [[9, b"k"]]]]]),
+        msgpack.packb([3, "x"]),
+    ],
+)
+def test_bad_batches_are_refused(data: bytes) -> None:
+    with pytest.raises(CommandDecodeError):
+        decode_entry(data)
