@@ -67,6 +67,16 @@ class StoreMetrics:
         self.read_index = Counter(
             "multiraft_read_index_total", "Linearizable reads served through ReadIndex.", registry=r
         )
+        self.server_busy = Counter(
+            "multiraft_server_busy_total",
+            "Client requests refused with SERVER_BUSY: too many were waiting in the store.",
+            registry=r,
+        )
+        self.leader_balance_transfers = Counter(
+            "multiraft_leader_balance_transfers_total",
+            "Leader transfers started by the leader balance (to even out leaders per store).",
+            registry=r,
+        )
         self.applied_entries = Counter(
             "multiraft_applied_entries_total",
             "Raft log entries applied by the replicas of this store.",

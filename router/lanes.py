@@ -54,7 +54,9 @@ class LaneStats:
 class OutboundLanes:
     """Invariant: every lane holds at most `max_lane_messages` messages."""
 
-    __slots__ = ("store_id", "max_frame_bytes", "max_lane_messages", "_lanes", "stats", "clock")
+    __slots__ = (
+        "store_id", "max_frame_bytes", "max_lane_messages", "_lanes", "stats", "clock", "leaders",
+    )
 
     def __init__(
         self,
@@ -70,6 +72,8 @@ class OutboundLanes:
         self.stats = LaneStats()
         # The sender's logical clock (ticks), stamped on frames for store-level liveness.
         self.clock = 0
+        # The sender's leader count, told to the other stores in every frame (None: not told).
+        self.leaders: int | None = None
 
     def push(self, to_store: int, msg: RaftMessage) -> bool:
         """Queue a message for `to_store`; False (and counted) if the lane is full."""
@@ -124,7 +128,9 @@ class OutboundLanes:
         return out
 
     def _seal(self, parts: list[bytes], count: int) -> bytes:
-        tail = BatchRaftMessage(from_store_id=self.store_id, last_observed_time=self.clock)
+        tail = BatchRaftMessage(
+            from_store_id=self.store_id, last_observed_time=self.clock, leaders=self.leaders
+        )
         parts.append(tail.SerializeToString())
         frame = encode_frame(RAFT, b"".join(parts))
         st = self.stats

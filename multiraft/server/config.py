@@ -79,6 +79,11 @@ class ServerConfig:
     region_merge_size: int = 20 << 20
     region_merge_keys: int = 200_000
     split_merge_interval_s: int = 3600
+    # Overload: client requests waiting in the store at once before more are refused with
+    # SERVER_BUSY (0: no limit).
+    max_pending_requests: int = 256
+    # Move leaders away from a store that leads clearly more regions than its share.
+    leader_balance: bool = True
     fsync: bool = True
     tls_cert: str = ""
     tls_key: str = ""

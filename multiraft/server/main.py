@@ -55,6 +55,9 @@ _HELP = {
     "region_merge_keys": "merge a region below this many keys (default 200000)",
     "split_merge_interval_s": "no automatic merge of a region split or merged this recently "
     "(default 3600 s)",
+    "max_pending_requests": "client requests waiting in the store before more are refused "
+    "with SERVER_BUSY (default 256; 0: no limit)",
+    "leader_balance": "hand leaders to stores that lead fewer regions (default on)",
 }
 
 

@@ -116,6 +116,8 @@ class MetricsFlusher:
         m.proposals.inc(d.delta("proposals", st.proposals))
         m.read_index.inc(d.delta("reads", st.reads))
         m.applied_entries.inc(d.delta("applied", st.applied_entries))
+        m.server_busy.inc(d.delta("server_busy", st.server_busy))
+        m.leader_balance_transfers.inc(d.delta("balance", st.balance_transfers))
         m.unreachable.inc(d.delta("unreachable", st.unreachable_reports))
         for code, v in list(st.proposals_failed.items()):
             inc = d.delta(("failed", code), v)

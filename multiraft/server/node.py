@@ -72,6 +72,8 @@ def store_config_from(config: ServerConfig) -> StoreConfig:
         region_merge_size=config.region_merge_size,
         region_merge_keys=config.region_merge_keys,
         split_merge_cooldown_ticks=config.split_merge_interval_s * 1000 // config.base_tick_ms,
+        max_pending_requests=config.max_pending_requests,
+        leader_balance_ticks=StoreConfig.leader_balance_ticks if config.leader_balance else 0,
         # Outbound frames are split well below the receivers' limit.
         max_frame_bytes=min(4 << 20, config.max_frame_bytes // 2),
     )

@@ -98,6 +98,16 @@ class StoreConfig:
     # within `learner_catch_up_ticks` ticks, it stays a learner (promotion.py).
     promote_max_lag: int = 8
     learner_catch_up_ticks: int = 600
+    # Overload: at most this many client requests (writes and reads) wait in the store at
+    # once; more are refused with ServerBusy (the client backs off and retries) instead of
+    # queueing without limit. 0: no limit.
+    max_pending_requests: int = 256
+    # Leader balance: every `leader_balance_ticks` a store that leads clearly more regions
+    # than its share (the average over the stores it hears from, which tell their counts in
+    # their store heartbeats) hands up to `leader_balance_batch` leaders to the store that
+    # leads the fewest. 0 ticks: off.
+    leader_balance_ticks: int = 10
+    leader_balance_batch: int = 8
 
 
 @dataclass
@@ -128,6 +138,10 @@ class StoreStats:
     leaderships_lost: int = 0
     conf_changes_applied: int = 0
     reads: int = 0
+    # Client requests refused because `max_pending_requests` were waiting.
+    server_busy: int = 0
+    # Leader transfers started by the leader balance.
+    balance_transfers: int = 0
     # Raft messages by eraftpb MessageType value.
     sent_by_type: dict[int, int] = field(default_factory=dict)
     received_by_type: dict[int, int] = field(default_factory=dict)
@@ -236,11 +250,16 @@ class StoreBase:
         # Regions led here (as the rounds saw the role changes), and the counters of the
         # last log summary.
         self._leader_count = 0
+        # The other stores' leader counts, as their frames last told them (leader balance).
+        self._leader_counts: dict[int, int] = {}
         self._summary: dict[str, int] = {}
         # Regions whose waiting entries may be applied again this round.
         self._resume_apply: set[int] = set()
         # Voters being added: the learner on the way, by region id (promotion.py).
         self._promotions: dict[int, Promotion] = {}
+        # Client requests (writes and reads) handed to the store whose callback has not fired
+        # yet (bounded by `config.max_pending_requests`).
+        self.pending_requests = 0
         # KV writes of applied commands whose round is not committed yet (see KvApplier).
         self._unwritten: Unwritten = {}
         self.ids = IdAllocator(engine, store_id)

@@ -92,7 +92,11 @@ class Hibernation(PeerLifecycle):
                 self._send(
                     store,
                     encode_batch(
-                        BatchRaftMessage(from_store_id=self.store_id, last_observed_time=clock)
+                        BatchRaftMessage(
+                            from_store_id=self.store_id,
+                            last_observed_time=clock,
+                            leaders=self._leader_count,
+                        )
                     ),
                 )
                 self.stats.frames_sent += 1

@@ -64,6 +64,8 @@ class Inbound(SplitCheck):
             self._suspected.discard(from_store)
             self._on_store_back(from_store)
         self._heard.add(from_store)
+        if batch.HasField("leaders"):
+            self._leader_counts[from_store] = batch.leaders
         for m in batch.msgs:
             self.on_raft_message(m)
 

@@ -95,6 +95,7 @@ class Outbox(StoreBase):
         self.lanes.push(to.store_id, rm)
 
     def _flush_lanes(self) -> None:
+        self.lanes.leaders = self._leader_count
         for store, frames in self.lanes.drain().items():
             self._sent_since_tick.add(store)
             for f in frames:

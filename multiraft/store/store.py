@@ -24,6 +24,7 @@ from typing import Any, Final
 from multiraft.proto.serverpb_pb2 import Learner, RegionEpoch
 from multiraft.raft import MessageType, ProposalDropped, Ready
 
+from .balance import LeaderBalance
 from .base import MAX_SAMPLES, RAFT_INIT_LOG_INDEX, StoreConfig, StoreStats, initial_peer_id
 from .cmd import Command, command_body
 from .errors import (
@@ -31,13 +32,13 @@ from .errors import (
     KeyNotInRegion,
     RegionBusy,
     RegionNotFound,
+    ServerBusy,
     StaleCommand,
     StoreError,
 )
 from .kv import read_applied, scan_applied
 from .membership import ADD_VOTER, REMOVE, plan_conf_change
 from .peer import Callback, Peer
-from .promotion import Promotions
 from .region import check_region_epoch, find_peer_on_store, key_in_region
 
 __all__ = ["StoreConfig", "StoreStats", "Store", "RAFT_INIT_LOG_INDEX", "initial_peer_id"]
@@ -47,10 +48,10 @@ _log = logging.getLogger(__name__)
 _MSG_HEARTBEAT_RESPONSE: Final = MessageType.MsgHeartbeatResponse
 
 
-class Store(Promotions):
+class Store(LeaderBalance):
     """One process's regions (module docstring). The layers it is built of, bottom up:
     `base` (state), `outbox`, `lifecycle`, `hibernate`, `split`, `merge`, `messages`, `apply`,
-    `promotion`; this module adds the round, the client API and the membership operations."""
+    `promotion`, `balance`; this module adds the round, the client API and the membership operations."""
 
     def tick(self) -> None:
         """One base tick (see `Hibernation.tick`), the merge checks every election timeout,
@@ -64,6 +65,9 @@ class Store(Promotions):
             self._check_merges()
         if clock % self.config.split_check_ticks == 0:
             self._check_splits()
+        balance = self.config.leader_balance_ticks
+        if balance and clock % balance == 0:
+            self.balance_leaders()
 
     def _peer_for(self, region_id: int, epoch: RegionEpoch | None, keys: list[bytes]) -> Peer:
         """The region's initialized peer here for a request on `keys` made at `epoch` (the
@@ -93,9 +97,11 @@ class Store(Promotions):
 
     def propose(self, cmd: Command, callback: Callback, epoch: RegionEpoch | None = None) -> None:
         """Submit a write command; `callback(result, error)` fires once when it is applied (or
-        definitely lost). Raises NotLeader / RegionNotFound / EpochNotMatch / KeyNotInRegion."""
+        definitely lost). Raises NotLeader / RegionNotFound / EpochNotMatch / KeyNotInRegion /
+        ServerBusy (too many requests are waiting already)."""
         stats = self.stats
         try:
+            self._admit()
             peer = self._peer_for(cmd.region_id, epoch, [op.key for op in cmd.ops])
             cmd.conf_ver = peer.region.region_epoch.conf_ver
             cmd.version = peer.region.region_epoch.version
@@ -104,6 +110,7 @@ class Store(Promotions):
             t0 = clock() if clock is not None else 0.0
 
             def done(result: Any, err: StoreError | None) -> None:
+                self.pending_requests -= 1
                 if err is not None:
                     stats.failed(err.code)
                 elif clock is not None and len(stats.propose_to_apply_seconds) < MAX_SAMPLES:
@@ -114,6 +121,7 @@ class Store(Promotions):
             for op in cmd.ops:
                 size += len(op.key) + len(op.value or b"") + len(op.expected or b"")
             peer.submit_command(body, done, size)
+            self.pending_requests += 1
             if cmd.ops:
                 self.note_load(peer, cmd.ops[0].key)
         except StoreError as e:
@@ -126,10 +134,12 @@ class Store(Promotions):
         self, region_id: int, key: bytes, callback: Callback, epoch: RegionEpoch | None = None
     ) -> None:
         """A linearizable read (ReadIndex): `callback(value_or_None, error)`."""
+        self._admit()
         peer = self._peer_for(region_id, epoch, [key])
         version = peer.region.region_epoch.version
 
         def done(err: StoreError | None) -> None:
+            self.pending_requests -= 1
             if err is None:
                 err = self._moved(peer, version, key)
             if err is not None:
@@ -138,6 +148,7 @@ class Store(Promotions):
                 callback(read_applied(self.engine, self._unwritten, key), None)
 
         peer.submit_read(done)
+        self.pending_requests += 1
         self.note_load(peer, key)
         self.stats.reads += 1
         self._wake(region_id)
@@ -154,10 +165,12 @@ class Store(Promotions):
         """A linearizable range read within one region (ReadIndex): `callback(pairs, error)`
         with at most `limit` (key, value) pairs, `start <= key < end` clipped to the region;
         an empty `end` means the region's end."""
+        self._admit()
         peer = self._peer_for(region_id, epoch, [start] if start else [])
         version = peer.region.region_epoch.version
 
         def done(err: StoreError | None) -> None:
+            self.pending_requests -= 1
             if err is None and peer.region.region_epoch.version != version:
                 # The range changed under the scan: the client must learn the new layout
                 # (it resumes each region's scan from that region's end).
@@ -173,8 +186,16 @@ class Store(Promotions):
             callback(scan_applied(self.engine, self._unwritten, lo, hi, limit), None)
 
         peer.submit_read(done)
+        self.pending_requests += 1
         self.stats.reads += 1
         self._wake(region_id)
+
+    def _admit(self) -> None:
+        """Raise ServerBusy if `max_pending_requests` client requests wait already."""
+        limit = self.config.max_pending_requests
+        if limit and self.pending_requests >= limit:
+            self.stats.server_busy += 1
+            raise ServerBusy(f"store {self.store_id}: {self.pending_requests} requests waiting")
 
     def transfer_leader(self, region_id: int, to_store: int, callback: Callback) -> None:
         """Ask the region's leader (here) to hand leadership to its replica on `to_store`;

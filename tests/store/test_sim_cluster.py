@@ -152,6 +152,8 @@ def check_linearizable(c: SimCluster, crashed: int | None, seed: int) -> None:
     res = check_history(_history(c.ops))
     assert res.ok, f"seed {seed}: {res.explain()}"
     assert any(o.error is None for o in c.ops)
+    # Every request the stores took was answered (the bound on waiting requests leaks none).
+    c.run_until(lambda: all(s.pending_requests == 0 for s in c.stores.values()), timeout=30)
 
 
 def _linearizability_run(
