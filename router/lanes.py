@@ -40,6 +40,14 @@ def _prefix(n: int) -> bytes:
     return _MSG_PREFIX[n] if n < 1 << 14 else b"\x0a" + _varint(n)
 
 
+def envelope(header: bytes, message: bytes) -> bytes:
+    """A serialized `RaftMessage`: `header` (the envelope's other fields, serialized once and
+    reused for every message between the same two peers in the same region epoch) followed
+    by the serialized eraftpb `Message` as field 4 (protobuf takes fields in any order)."""
+    n = len(message)
+    return b"".join((header, b"\x22", _MSG_PREFIX[n][1:] if n < 1 << 14 else _varint(n), message))
+
+
 @dataclass(slots=True)
 class LaneStats:
     """Plain counters (metrics/ exports them)."""
@@ -68,15 +76,17 @@ class OutboundLanes:
         self.store_id = store_id
         self.max_frame_bytes = max_frame_bytes
         self.max_lane_messages = max_lane_messages
-        self._lanes: dict[int, list[RaftMessage]] = {}
+        # Envelopes, as messages or already serialized (`envelope`).
+        self._lanes: dict[int, list[RaftMessage | bytes]] = {}
         self.stats = LaneStats()
         # The sender's logical clock (ticks), stamped on frames for store-level liveness.
         self.clock = 0
         # The sender's leader count, told to the other stores in every frame (None: not told).
         self.leaders: int | None = None
 
-    def push(self, to_store: int, msg: RaftMessage) -> bool:
-        """Queue a message for `to_store`; False (and counted) if the lane is full."""
+    def push(self, to_store: int, msg: RaftMessage | bytes) -> bool:
+        """Queue a message (or a serialized one) for `to_store`; False (and counted) if the
+        lane is full."""
         lane = self._lanes.get(to_store)
         if lane is None:
             lane = self._lanes[to_store] = []
@@ -111,7 +121,7 @@ class OutboundLanes:
             parts: list[bytes] = []
             count = size = 0
             for m in lane:
-                b = m.SerializeToString()
+                b = m if isinstance(m, bytes) else m.SerializeToString()
                 pre = _prefix(len(b))
                 msz = len(b) + len(pre)
                 if count and size + msz > limit:

@@ -9,6 +9,7 @@ from typing import Any, Final
 from multiraft.proto.serverpb_pb2 import ExtraMessage, RaftMessage
 from multiraft.proto.serverpb_pb2 import Peer as PeerMeta
 from multiraft.raft import MessageType, SnapshotStatus
+from router.lanes import envelope
 
 from .base import StoreBase
 from .peer import Peer
@@ -23,30 +24,39 @@ class Outbox(StoreBase):
     """The outbound half of the store's messages."""
 
     def _send_raft(self, peer: Peer, msgs: list[Any]) -> None:
+        """Each message in its envelope, to its store's lane. The envelope's other fields
+        (region, range, epoch, both peers) are serialized once per destination peer and
+        reused while the region and this replica's record stay the same
+        (`Peer.envelope_header`); the message is serialized behind them."""
         if not msgs:
             return
-        region = peer.region
         stats = self.stats
         by_type = stats.sent_by_type
+        push = self.lanes.push
         for m in msgs:
-            to = peer.find_peer(m.to)
-            if to is None:
-                self.stats.dropped_messages += 1
-                continue
-            rm = RaftMessage(
-                region_id=region.id, start_key=region.start_key, end_key=region.end_key
-            )
-            rm.from_peer.CopyFrom(peer.meta)
-            rm.to_peer.CopyFrom(to)
-            rm.region_epoch.CopyFrom(region.region_epoch)
-            rm.message.CopyFrom(m)
-            stats.raft_messages_sent += 1
             mt = m.msg_type
-            by_type[mt] = by_type.get(mt, 0) + 1
-            if m.msg_type == _MSG_SNAPSHOT:
+            if mt == _MSG_SNAPSHOT:
+                to = peer.find_peer(m.to)
+                if to is None:
+                    stats.dropped_messages += 1
+                    continue
+                region = peer.region
+                rm = RaftMessage(
+                    region_id=region.id, start_key=region.start_key, end_key=region.end_key
+                )
+                rm.from_peer.CopyFrom(peer.meta)
+                rm.to_peer.CopyFrom(to)
+                rm.region_epoch.CopyFrom(region.region_epoch)
+                rm.message.CopyFrom(m)
                 self._send_snapshot_msg(peer, to, rm)
             else:
-                self.lanes.push(to.store_id, rm)
+                dest = peer.envelope_header(m.to)
+                if dest is None:
+                    stats.dropped_messages += 1
+                    continue
+                push(dest[0], envelope(dest[1], m.SerializeToString()))
+            stats.raft_messages_sent += 1
+            by_type[mt] = by_type.get(mt, 0) + 1
 
     def _send_snapshot_msg(self, peer: Peer, to: PeerMeta, rm: RaftMessage) -> None:
         """Snapshots go on the snapshot connection (so they never delay heartbeats); raft

@@ -12,7 +12,7 @@ from typing import Any
 
 from multiraft.engine import RegionStorage
 from multiraft.engine.engine import ReadView
-from multiraft.proto.serverpb_pb2 import MergeState, Region
+from multiraft.proto.serverpb_pb2 import MergeState, RaftMessage, Region
 from multiraft.proto.serverpb_pb2 import Peer as PeerMeta
 from multiraft.raft import Entry, MessageType, ProposalDropped, RawNode, Ready, StateRole
 
@@ -73,6 +73,8 @@ class Peer:
         "storage",
         "proposals",
         "_to_propose",
+        "_envelopes",
+        "_envelopes_for",
         "_to_read",
         "_reads_waiting_index",
         "_reads_waiting_apply",
@@ -121,6 +123,10 @@ class Peer:
         self.meta: PeerMeta = meta
         self.node = node
         self.storage = storage
+        # Serialized envelope headers by destination peer id: (store id, header), valid for
+        # the (region, own record) objects in `_envelopes_for` (see `envelope_header`).
+        self._envelopes: dict[int, tuple[int, bytes]] = {}
+        self._envelopes_for: tuple[Region, PeerMeta] | None = None
         # Proposals appended to the log, by index, until applied (or lost).
         self.proposals: dict[int, _Proposal] = {}
         # Commands submitted this round (`cmd.command_body`, callback, approximate bytes),
@@ -213,6 +219,29 @@ class Peer:
             if p.id == peer_id:
                 return p
         return self.peer_cache.get(peer_id)
+
+    def envelope_header(self, to: int) -> tuple[int, bytes] | None:
+        """(store id, serialized RaftMessage fields but `message`) for a message to peer
+        `to`, or None if that peer is unknown. Cached until `region` or `meta` is replaced
+        (every change of the region's range, epoch or peers replaces the object:
+        `set_region`) or the peer cache learns a peer."""
+        region, meta = self.region, self.meta
+        fors = self._envelopes_for
+        if fors is None or fors[0] is not region or fors[1] is not meta:
+            self._envelopes = {}
+            self._envelopes_for = (region, meta)
+        hit = self._envelopes.get(to)
+        if hit is not None:
+            return hit
+        dest = self.find_peer(to)
+        if dest is None:
+            return None
+        rm = RaftMessage(region_id=region.id, start_key=region.start_key, end_key=region.end_key)
+        rm.from_peer.CopyFrom(meta)
+        rm.to_peer.CopyFrom(dest)
+        rm.region_epoch.CopyFrom(region.region_epoch)
+        hit = self._envelopes[to] = (dest.store_id, rm.SerializeToString())
+        return hit
 
     def is_leader(self) -> bool:
         return self.node.is_leader()

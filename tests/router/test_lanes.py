@@ -69,3 +69,28 @@ def test_frames_carry_the_sender_and_clock() -> None:
     dec = FrameDecoder()
     [(_, batch)] = dec.feed(lanes.drain()[2][0])
     assert batch.from_store_id == 7 and batch.last_observed_time == 42  # type: ignore[union-attr]
+
+
+def test_a_serialized_envelope_reads_as_the_message_built_whole() -> None:
+    """`envelope(header, message)`: the header's fields, then the message as field 4, parse
+    as the RaftMessage built with all of them (protobuf takes fields in any order)."""
+    from multiraft.proto.eraftpb_pb2 import Entry, Message, MessageType
+    from multiraft.proto.serverpb_pb2 import Peer, RaftMessage, RegionEpoch
+    from router.lanes import envelope
+
+    whole = RaftMessage(
+        region_id=7, from_peer=Peer(id=1, store_id=1), to_peer=Peer(id=2, store_id=2),
+        region_epoch=RegionEpoch(conf_ver=3, version=4), start_key=b"a", end_key=b"z",
+    )
+    header = whole.SerializeToString()
+    for size in (0, 100, 20_000):  # varint lengths of one, two and three bytes
+        m = Message(msg_type=MessageType.MsgAppend, to=2, term=5,
+                    entries=[Entry(index=9, term=5, data=b"x" * size)])
+        whole.message.CopyFrom(m)
+        assert RaftMessage.FromString(envelope(header, m.SerializeToString())) == whole
+    lanes = OutboundLanes(1)
+    lanes.push(2, envelope(header, m.SerializeToString()))
+    lanes.push(2, whole)
+    (frame,) = lanes.drain()[2]
+    ((_, batch),) = FrameDecoder().feed(frame)
+    assert list(batch.msgs) == [whole, whole]  # both kinds in one frame, alike
