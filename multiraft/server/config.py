@@ -81,7 +81,7 @@ class ServerConfig:
     split_merge_interval_s: int = 3600
     # Overload: client requests waiting in the store at once before more are refused with
     # SERVER_BUSY (0: no limit).
-    max_pending_requests: int = 256
+    max_pending_requests: int = 1024
     # Move leaders away from a store that leads clearly more regions than its share.
     leader_balance: bool = True
     fsync: bool = True

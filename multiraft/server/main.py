@@ -56,7 +56,7 @@ _HELP = {
     "split_merge_interval_s": "no automatic merge of a region split or merged this recently "
     "(default 3600 s)",
     "max_pending_requests": "client requests waiting in the store before more are refused "
-    "with SERVER_BUSY (default 256; 0: no limit)",
+    "with SERVER_BUSY (default 1024; 0: no limit)",
     "leader_balance": "hand leaders to stores that lead fewer regions (default on)",
 }
 

@@ -101,7 +101,7 @@ class StoreConfig:
     # Overload: at most this many client requests (writes and reads) wait in the store at
     # once; more are refused with ServerBusy (the client backs off and retries) instead of
     # queueing without limit. 0: no limit.
-    max_pending_requests: int = 256
+    max_pending_requests: int = 1024
     # Leader balance: every `leader_balance_ticks` a store that leads clearly more regions
     # than its share (the average over the stores it hears from, which tell their counts in
     # their store heartbeats) hands up to `leader_balance_batch` leaders to the store that

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from multiraft.engine import MemoryEngine
 from multiraft.store.cmd import OP_CAS, OP_PUT, Applied, CasFailed, Command, Op, command_body
-from multiraft.store.errors import EpochNotMatch
+from multiraft.store.errors import EpochNotMatch, ServerBusy
 from multiraft.store.store import Store, StoreConfig
 
 
@@ -74,3 +76,23 @@ def test_a_command_proposed_before_a_split_fails_alone() -> None:
     _drive(store, lambda: len(out) == 2)
     assert out[0] == (Applied((None,)), None)
     assert out[1][0] is None and isinstance(out[1][1], EpochNotMatch)
+
+
+def test_requests_beyond_the_bound_are_refused_with_server_busy_until_answered() -> None:
+    store = _store()
+    store.config.max_pending_requests = 3
+    out: list[Any] = []
+    for i in range(3):
+        store.propose(Command(1, 0, 0, [Op(OP_PUT, b"k%d" % i, value=b"v")], b"b%d" % i), lambda r, e: out.append(e))
+    assert store.pending_requests == 3
+    with pytest.raises(ServerBusy):
+        store.propose(Command(1, 0, 0, [Op(OP_PUT, b"x", value=b"v")], b"bx"), lambda r, e: None)
+    with pytest.raises(ServerBusy):
+        store.get(1, b"x", lambda v, e: None)
+    assert store.stats.server_busy == 2
+    _drive(store, lambda: len(out) == 3)
+    assert out == [None, None, None] and store.pending_requests == 0
+    got: list[Any] = []
+    store.get(1, b"k0", lambda v, e: got.append((v, e)))  # room again
+    _drive(store, lambda: got)
+    assert got == [(b"v", None)] and store.pending_requests == 0
