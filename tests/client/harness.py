@@ -75,7 +75,8 @@ class LocalStores:
                 sid,
                 MemoryEngine(),
                 lambda to, frame, me=sid: self.loop.call_soon(self._deliver, me, to, frame),
-                StoreConfig(),
+                # (No leader balance: the tests place leaders by hand.)
+                StoreConfig(leader_balance_ticks=0),
                 random.Random(sid),
             )
             store.bootstrap(CLUSTER_ID, ids, self.regions)
