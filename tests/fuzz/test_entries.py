@@ -35,7 +35,10 @@ from multiraft.store.cmd import (
     Command,
     CommandDecodeError,
     Op,
+    command_body,
     decode_command,
+    decode_entry,
+    encode_batch,
     encode_command,
 )
 from multiraft.store.membership import ConfChangeDecodeError, decode_conf_change
@@ -121,6 +124,41 @@ def _check_command(data: bytes) -> None:
     for op in cmd.ops:
         op.validate()
     assert decode_command(encode_command(cmd)) == cmd
+
+
+batch_bytes = st.lists(commands, min_size=1, max_size=4).map(
+    lambda cs: encode_batch([command_body(c) for c in cs])
+)
+batch_inputs = st.one_of(
+    batch_bytes,
+    command_bytes,
+    mutated(batch_bytes),
+    mutated_tree(batch_bytes.map(_raw_tree)).map(_pack),
+    garbage().map(_pack),
+)
+
+
+@fuzz_settings(2000, families=2)
+@given(batch_inputs, st.one_of(batch_bytes.map(_raw_tree), garbage()), seeds)
+def test_decode_entry(data: bytes, tree: Any, seed: int) -> None:
+    """A round's batch entry (or a single command): every command in it as valid as one
+    decoded alone, and the batch round-trips."""
+    run_inputs("store.cmd.decode_entry", _variants(data, tree, seed), _check_entry)
+
+
+def _check_entry(data: bytes) -> None:
+    got = decode_or(decode_entry, data, CommandDecodeError)
+    if got is None:
+        return
+    cmds = got if isinstance(got, list) else [got]
+    assert cmds
+    for cmd in cmds:
+        _check_u64(cmd.region_id, cmd.conf_ver, cmd.version)
+        assert isinstance(cmd.request_id, bytes)
+        for op in cmd.ops:
+            op.validate()
+    if isinstance(got, list):
+        assert decode_entry(encode_batch([command_body(c) for c in cmds])) == cmds
 
 
 # -- admin commands (split, merge) ------------------------------------------------------------
