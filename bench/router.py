@@ -41,7 +41,7 @@ from typing import Any
 from multiraft.proto.eraftpb_pb2 import Entry, Message, MessageType
 from multiraft.proto.serverpb_pb2 import BatchRaftMessage, Peer, RaftMessage, RegionEpoch
 from router.codec import RAFT, encode_batch, encode_frame
-from router.lanes import LaneStats, OutboundLanes
+from router.lanes import LaneStats, OutboundLanes, varint
 from router.transport import Transport
 
 from .common import emit
@@ -58,17 +58,10 @@ PENDING_HIGH = 4 << 20
 PENDING_LOW = 1 << 20
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 # Field 1 (BatchRaftMessage.msgs, length-delimited) tag + length, for lengths < 16 KiB.
-_MSG_PREFIX = [b"\x0a" + _varint(n) for n in range(1 << 14)]
+_MSG_PREFIX = [b"\x0a" + varint(n) for n in range(1 << 14)]
 
 
 class WireLanes:

@@ -43,6 +43,7 @@ from typing import Any
 
 from multiraft.server.localcluster import LocalCluster
 from multiraft.server.main import install_uvloop
+from router.lanes import varint
 
 from .cluster import drive, store_metrics, store_pids
 from .common import base_port, emit
@@ -50,18 +51,11 @@ from .common import base_port, emit
 # --- etcd ---------------------------------------------------------------------------------
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def _field(num: int, data: bytes) -> bytes:
     """A length-delimited protobuf field."""
-    return _varint(num << 3 | 2) + _varint(len(data)) + data
+    return varint(num << 3 | 2) + varint(len(data)) + data
 
 
 def put_request(key: bytes, value: bytes) -> bytes:

@@ -16,13 +16,13 @@ from multiraft.proto.serverpb_pb2 import BatchRaftMessage, RaftMessage
 
 from .codec import RAFT, encode_frame
 
-__all__ = ["LaneStats", "OutboundLanes"]
+__all__ = ["LaneStats", "OutboundLanes", "varint"]
 
 # Per message framing overhead inside a BatchRaftMessage (tag + length varint), an upper bound.
 _PER_MSG_OVERHEAD = 6
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -33,11 +33,11 @@ def _varint(n: int) -> bytes:
 
 # BatchRaftMessage.msgs is field 1, length-delimited: tag 0x0a + varint length. Precomputed
 # for envelopes under 16 KiB (heartbeats, small appends); computed for bigger ones.
-_MSG_PREFIX = [b"\x0a" + _varint(n) for n in range(1 << 14)]
+_MSG_PREFIX = [b"\x0a" + varint(n) for n in range(1 << 14)]
 
 
 def _prefix(n: int) -> bytes:
-    return _MSG_PREFIX[n] if n < 1 << 14 else b"\x0a" + _varint(n)
+    return _MSG_PREFIX[n] if n < 1 << 14 else b"\x0a" + varint(n)
 
 
 def envelope(header: bytes, message: bytes) -> bytes:
@@ -45,7 +45,7 @@ def envelope(header: bytes, message: bytes) -> bytes:
     reused for every message between the same two peers in the same region epoch) followed
     by the serialized eraftpb `Message` as field 4 (protobuf takes fields in any order)."""
     n = len(message)
-    return b"".join((header, b"\x22", _MSG_PREFIX[n][1:] if n < 1 << 14 else _varint(n), message))
+    return b"".join((header, b"\x22", _MSG_PREFIX[n][1:] if n < 1 << 14 else varint(n), message))
 
 
 @dataclass(slots=True)

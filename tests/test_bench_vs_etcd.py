@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.vs_etcd import _varint, main, put_request, range_request
+from bench.vs_etcd import main, put_request, range_request
+from router.lanes import varint as _varint
 
 
 def test_varint_matches_protobuf() -> None:

@@ -101,19 +101,7 @@ class CommandDecodeError(ValueError):
 
 
 def encode_command(cmd: Command) -> bytes:
-    ops = []
-    for op in cmd.ops:
-        op.validate()
-        if op.kind == OP_PUT:
-            ops.append([OP_PUT, op.key, op.value])
-        elif op.kind == OP_DELETE:
-            ops.append([OP_DELETE, op.key])
-        else:
-            ops.append([OP_CAS, op.key, op.expected, op.value])
-    data: bytes = msgpack.packb(
-        [_VERSION, cmd.request_id, cmd.region_id, cmd.conf_ver, cmd.version, ops],
-        use_bin_type=True,
-    )
+    data: bytes = msgpack.packb([_VERSION, *command_body(cmd)], use_bin_type=True)
     return data
 
 
