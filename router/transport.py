@@ -230,11 +230,12 @@ class Transport:
             if c.transport is not None:
                 c.transport.abort()
             c._gone()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        tasks = set(self._tasks)
+        while tasks:
+            # Cancelled again until they end: a cancel can be lost (see _run_link).
+            for task in tasks:
+                task.cancel()
+            _done, tasks = await asyncio.wait(tasks, timeout=1.0)
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -352,6 +353,11 @@ class Transport:
             except (TimeoutError, OSError, HandshakeRejected) as e:
                 log.info("store %d unreachable at %s: %s", link.store_id, st.addr, e)
             else:
+                if self._closed:
+                    # Closed while dialing, and the cancel lost: Python 3.11's wait_for
+                    # swallows a cancellation that arrives as its inner future completes.
+                    conn.fail(ConnectionResetError("closed locally"))
+                    return
                 link.conn = conn
                 link.state = CONNECTED
                 link.backoff = BACKOFF_MIN
