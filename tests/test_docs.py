@@ -1,5 +1,5 @@
-"""The operator docs hold together: the README links them, nothing points at a design file
-that is not in the repository, and the configuration shown in docs/operations.md is valid."""
+"""The operator docs hold together: the README links them, nothing points at a markdown file
+outside the repository, and the configuration shown in docs/operations.md is valid."""
 
 from __future__ import annotations
 
@@ -26,15 +26,19 @@ def test_readme_links_the_docs() -> None:
             assert (DOCS / target).is_file(), f"{doc} links {target}"
 
 
-def test_no_reference_to_a_missing_design_file() -> None:
+def test_every_markdown_file_named_is_in_the_repository() -> None:
+    """The project stands alone: a `.md` file named anywhere (docs, comments, tests) is one of
+    its own, never a design or reference file kept outside the repository."""
+    own = {p.name for p in ROOT.rglob("*.md") if not {".git", "build"} & set(p.parts)}
     offenders = []
     for top in ("README.md", "docs", "multiraft", "router", "batching", "metrics", "deploy",
                 "scripts", "bench", "tests"):
         base = ROOT / top
         for path in [base] if base.is_file() else base.rglob("*"):
-            if path.is_file() and path.suffix in TEXT_SUFFIXES and path != Path(__file__):
-                if "DESIGN.md" in path.read_text(errors="replace"):
-                    offenders.append(str(path.relative_to(ROOT)))
+            if path.is_file() and path.suffix in TEXT_SUFFIXES:
+                for name in re.findall(r"[\w.-]+\.md\b", path.read_text(errors="replace")):
+                    if name not in own:
+                        offenders.append(f"{path.relative_to(ROOT)}: {name}")
     assert offenders == []
 
 

@@ -1,7 +1,7 @@
 """Flow control, size limits, snapshots, request_snapshot, group commit and priority
 (raft-rs test_raft.rs, test_raft_flow_control.rs and test_raft_snap.rs cases, re-derived).
 
-Rules (reference/raft.md §1.5):
+Rules (as raft-rs 0.7 behaves):
 
 * "Probe: one append per heartbeat, then paused. Replicate: optimistic next, with an
   Inflights ring (a heartbeat response frees one slot when full). Snapshot: no appends."

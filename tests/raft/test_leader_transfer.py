@@ -1,6 +1,6 @@
 """Leader transfer (Raft thesis §3.10; raft-rs test_raft.rs ★ transfer cases, re-derived).
 
-Rules (reference/raft.md §1.5):
+Rules (as raft-rs 0.7 behaves):
 
 * MsgTransferLeader (from = target) is "ignored for an unknown target, a learner, self, or a
   repeat of the same target (no timeout extension). A new target aborts the old transfer."

@@ -1,7 +1,7 @@
 """Membership changes, joint consensus and learners (Raft thesis §4; raft-rs test_raft.rs and
 test_raw_node.rs ★ membership cases, re-derived).
 
-Rules (reference/raft.md §1.4):
+Rules (as raft-rs 0.7 behaves):
 
 * "Changes take effect at apply time."
 * "Only one pending change at a time: while pending_conf_index > applied, a further CC

@@ -1,4 +1,4 @@
-"""One regression test per known Raft pitfall (reference/raft.md §4, items 1-17).
+"""One regression test per known Raft pitfall (bugs found over the years in etcd/raft and raft-rs).
 
 Each test names the upstream issue(s) and asserts the safe behaviour of our implementation.
 Where a scenario is also covered at length in another file, the test here is the short,

@@ -1,6 +1,6 @@
 """Check-quorum, leader leases and pre-vote (raft-rs test_raft.rs ★ cases, re-derived).
 
-Rules exercised (reference/raft.md §1.1, Raft thesis §4.2.3, §6.2 and §9.6):
+Rules exercised (raft-rs 0.7 Config semantics, Raft thesis §4.2.3, §6.2 and §9.6):
 
 * check_quorum: "the leader steps down if a quorum was not active within an election
   timeout"; "voters that heard from a leader within the timeout ignore higher-term

@@ -1,6 +1,6 @@
 """ReadIndex and lease reads (Raft thesis §6.4; raft-rs test_raft.rs ★ read cases, re-derived).
 
-Rules (reference/raft.md §1.5):
+Rules (as raft-rs 0.7 behaves):
 
 * "A follower forwards it to the leader without stamping a term."
 * "The leader drops it until it has committed an entry in its own term."
