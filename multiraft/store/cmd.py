@@ -125,12 +125,16 @@ def encode_batch(bodies: list[list[object]]) -> bytes:
     return data
 
 
-def decode_entry(data: bytes) -> Command | list[Command]:
-    """An entry's commands: a list for a batch (version 3), a single (version 1) command."""
+def _unpack(data: bytes) -> object:
     try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as e:  # msgpack raises several types on garbage
         raise CommandDecodeError(f"not a command: {e}") from e
+
+
+def decode_entry(data: bytes) -> Command | list[Command]:
+    """An entry's commands: a list for a batch (version 3), a single (version 1) command."""
+    obj = _unpack(data)
     if isinstance(obj, list) and len(obj) == 2 and obj[0] == _BATCH_VERSION:
         if not isinstance(obj[1], list) or not obj[1]:
             raise CommandDecodeError("a batch must be a non-empty list of commands")
@@ -144,11 +148,7 @@ def decode_entry(data: bytes) -> Command | list[Command]:
 
 
 def decode_command(data: bytes) -> Command:
-    try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except Exception as e:  # msgpack raises several types on garbage
-        raise CommandDecodeError(f"not a command: {e}") from e
-    return _decode_v1(obj)
+    return _decode_v1(_unpack(data))
 
 
 def _decode_v1(obj: object) -> Command:

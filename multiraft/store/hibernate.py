@@ -4,8 +4,8 @@ Only awake regions tick. A leader idle for an election timeout, with every follo
 up, asks its followers whether the region may hibernate (MsgHibernateRequest); once all agree
 the region stops ticking on every store. Any traffic but heartbeats wakes it. Stores exchange
 a frame every tick (an empty one if nothing else went there): a store not heard from for
-`suspect_ticks` (an election timeout by default; the server's default is three) is suspected, and the hibernated regions whose leader was there wake up and
-elect a new one. A region hibernates without its replicas on suspected stores as long as
+`suspect_ticks` (an election timeout by default; the server's default is three) is
+suspected, and the hibernated regions whose leader was there wake up and elect a new one. A region hibernates without its replicas on suspected stores as long as
 the others form a quorum (with one store of three down, every region would otherwise stay
 awake, each leader heartbeating the dead store: TiKV's tikv#19070); once such a store is
 heard from again, the leaders here of the regions with a replica there wake up, in waves, to

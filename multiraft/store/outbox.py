@@ -35,25 +35,15 @@ class Outbox(StoreBase):
         push = self.lanes.push
         for m in msgs:
             mt = m.msg_type
+            dest = peer.envelope_header(m.to)
+            if dest is None:
+                stats.dropped_messages += 1
+                continue
             if mt == _MSG_SNAPSHOT:
-                to = peer.find_peer(m.to)
-                if to is None:
-                    stats.dropped_messages += 1
-                    continue
-                region = peer.region
-                rm = RaftMessage(
-                    region_id=region.id, start_key=region.start_key, end_key=region.end_key
-                )
-                rm.from_peer.CopyFrom(peer.meta)
-                rm.to_peer.CopyFrom(to)
-                rm.region_epoch.CopyFrom(region.region_epoch)
+                rm = RaftMessage.FromString(dest[1])
                 rm.message.CopyFrom(m)
-                self._send_snapshot_msg(peer, to, rm)
+                self._send_snapshot_msg(peer, rm.to_peer, rm)
             else:
-                dest = peer.envelope_header(m.to)
-                if dest is None:
-                    stats.dropped_messages += 1
-                    continue
                 push(dest[0], envelope(dest[1], m.SerializeToString()))
             stats.raft_messages_sent += 1
             by_type[mt] = by_type.get(mt, 0) + 1
