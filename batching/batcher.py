@@ -116,6 +116,15 @@ class Batcher(Generic[N]):
         """Whether the open round holds anything to submit."""
         return not self._open.is_empty()
 
+    def has_urgent_writes(self) -> bool:
+        """Whether something in the open round waits for it to be durable (`Round.urgent`)."""
+        return self._open.urgent
+
+    def mark_urgent(self) -> None:
+        """The store added a write to the open round that must not wait for a later one (a
+        replica destroyed, a region's layout changed): `submit(lazy=True)` submits it."""
+        self._open.urgent = True
+
     @property
     def round_number(self) -> int:
         """The number of the open round."""
@@ -156,10 +165,13 @@ class Batcher(Generic[N]):
             node.store().set_hard_state(rnd.batch, rd.hs)
         node.advance_append_async(rd)
         rnd.acks.append((node, rd.number))
+        if rd.must_sync:
+            rnd.urgent = True
         held = rd.persisted_messages
         if held:
             rnd.held.append((node, held))
             rd.persisted_messages = []
+            rnd.urgent = True
         msgs = rd.messages
         if msgs:
             rd.messages = []
@@ -181,13 +193,16 @@ class Batcher(Generic[N]):
         """Whether `submit()` would hand the round over without blocking."""
         return self._writer.in_flight() < self.max_in_flight
 
-    def submit(self, *, block: bool = True) -> Round[N] | None:
+    def submit(self, *, block: bool = True, lazy: bool = False) -> Round[N] | None:
         """Close the open round and hand it to the writer; returns it. Returns None, doing
-        nothing, when the round is empty, or when the writer is full and `block` is False (the
-        round stays open: keep adding to it and submit later)."""
+        nothing, when the round is empty, when the writer is full and `block` is False, or
+        when `lazy` and the round is not urgent (`Round.urgent`): the round stays open: keep
+        adding to it and submit later. (Lazy rounds spare a durable commit, and the wait
+        behind it, for writes nothing waits on: the applied state of a round whose entries
+        are already durable goes out with the next round that appends entries.)"""
         self._check()
         rnd = self._open
-        if rnd.is_empty():
+        if rnd.is_empty() or (lazy and not rnd.urgent):
             return None
         writer = self._writer
         if writer.in_flight() >= self.max_in_flight:

@@ -35,6 +35,7 @@ class Round(Generic[N]):
         "batch",
         "acks",
         "held",
+        "urgent",
         "entries",
         "snapshots",
         "checkpoint",
@@ -54,6 +55,12 @@ class Round(Generic[N]):
         self.acks: list[tuple[N, int]] = []
         # (node, persisted messages) to send once the round is durable, in hand-off order.
         self.held: list[tuple[N, list[Message]]] = []
+        # Whether anything waits for this round to be durable: an entry, a term or vote, a
+        # snapshot, a held message (raft's `must_sync`), or a write the store marked so
+        # (`Batcher.mark_urgent`). A round that is not urgent holds only what recovery derives
+        # again from the durable raft log (applied data, apply states, a commit index): it may
+        # stay open and go out with a later round (`Batcher.submit(lazy=True)`).
+        self.urgent = False
         # Entries and snapshots the round writes.
         self.entries = 0
         self.snapshots = 0

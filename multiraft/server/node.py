@@ -309,10 +309,12 @@ class StoreNode:
                 # Finish the round in flight and flush what is queued: durable before we go.
                 try:
                     self._cancel_round()
+                    store.request_submit()
                     self._run_round_now()
                     batcher = store.batcher
                     while batcher.in_flight():
                         await asyncio.to_thread(batcher.wait, 0.1)
+                    store.request_submit()
                     self._run_round_now()
                 except BatchingFatalError:
                     _log.exception("the last write round failed")

@@ -69,6 +69,9 @@ class ApplyLoop(Inbound):
                 result: Any = None
                 err: StoreError | None = None
                 if e.entry_type == _ENTRY_CONF_CHANGE:
+                    # (Membership and layout changes are written without delay: the store
+                    # acts on them at once, e.g. creating or destroying replicas.)
+                    batcher.mark_urgent()
                     result, err = self._apply_conf_change(peer, e, kv_wb)
                     if find_peer(peer.region, peer.meta.id) is None:
                         removed.append(peer)
@@ -81,6 +84,7 @@ class ApplyLoop(Inbound):
                 elif not e.data:
                     pass  # a new leader's empty entry
                 elif is_admin_entry(e.data):
+                    batcher.mark_urgent()
                     result, err, wait = self._apply_admin(peer, e, kv_wb)
                     if wait:
                         # This entry and the ones after it apply in a later round, in order.

@@ -214,6 +214,10 @@ class StoreBase:
         # pipelined batcher (a writer thread) and sets its `on_complete` to run a round; by
         # default rounds commit inline (the simulator: deterministic).
         self.batcher: Batcher[Peer] = batcher if batcher is not None else Batcher(engine, pipelined=False)
+        # Whether the next round submits its writes even if nothing waits on them (set every
+        # tick, and by `request_submit`): writes that are not urgent (`Round.urgent`) wait at
+        # most a tick for a round that must be written anyway.
+        self._submit_due = False
         # Outcomes of snapshot sends, reported to raft at the next round: (region, peer, ok).
         self._snapshot_reports: list[tuple[int, int, bool]] = []
         # Regions whose replica here was removed: their last known metadata.

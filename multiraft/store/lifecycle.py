@@ -316,6 +316,7 @@ class PeerLifecycle(Outbox):
         data goes too, unless it was merged: then the range belongs to `merged_into`."""
         rid = peer.region.id
         wb = self.batcher.batch
+        self.batcher.mark_urgent()
         peer.storage.destroy(wb)
         if peer.initialized:
             region = peer.region

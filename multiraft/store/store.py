@@ -58,6 +58,7 @@ class Store(LeaderBalance):
         the split check every `split_check_ticks`, and a summary in the log every
         `summary_ticks` if anything happened."""
         super().tick()
+        self._submit_due = True
         clock = self.lanes.clock
         if clock % self.config.summary_ticks == 0:
             self._log_summary()
@@ -271,8 +272,22 @@ class Store(LeaderBalance):
         self._wake(region_id)
 
     def has_work(self) -> bool:
-        """True when a `round()` would do something (the server runs one soon after input)."""
-        return bool(self._dirty) or self.batcher.has_open_writes()
+        """True when a `round()` would do something (the server runs one soon after input).
+        Open writes alone are work only when the writer can take them and they are due: a
+        full writer runs a round when it finishes one, and writes nothing waits on wait for
+        the next tick or the next urgent round."""
+        if self._dirty:
+            return True
+        batcher = self.batcher
+        return (
+            batcher.has_open_writes()
+            and batcher.can_submit()
+            and (self._submit_due or batcher.has_urgent_writes())
+        )
+
+    def request_submit(self) -> None:
+        """The next round submits whatever it holds (the store is about to stop)."""
+        self._submit_due = True
 
     def round(self) -> None:
         """Do all the work that is ready: see the module docstring."""
@@ -337,11 +352,12 @@ class Store(LeaderBalance):
         if self._merge_check_due:
             self._merge_check_due = False
             self._check_merges()
-        if batcher.submit(block=restored) is not None and restored:
+        if batcher.submit(block=restored, lazy=not self._submit_due) is not None and restored:
             # A snapshot's data must be readable before the region serves from it: wait
             # (rare; an inline batcher committed already).
             while batcher.in_flight():
                 batcher.wait()
+        self._submit_due = self._submit_due and batcher.has_open_writes()
         self._poll_persisted()
         self._flush_lanes()
 

@@ -111,4 +111,5 @@ class RecordingNode:
             for i in range(persisted_messages)
         ]
         rd.committed_entries = list(committed or [])
+        rd.must_sync = n_entries > 0
         return rd

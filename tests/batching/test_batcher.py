@@ -162,6 +162,38 @@ def test_pipelining_collects_round_n_plus_1_while_round_n_commits() -> None:
     batcher.close()
 
 
+def test_a_lazy_submit_leaves_open_a_round_nothing_waits_on() -> None:
+    """`submit(lazy=True)` submits a round only if something waits for it to be durable: an
+    entry (raft's must_sync), a held message, or a write the store marked urgent. Until then
+    the round stays open and later Readies join it."""
+    engine = MemoryEngine()
+    batcher, (a, b, c), _ = make(engine, 3, "direct", pipelined=False)
+    # A commit-only Ready and the store's applied state: recovery derives them again.
+    batcher.add_ready(a, a.ready(n_entries=0))
+    batcher.batch.put(CF_META, b"applied", b"1")
+    assert not batcher.has_urgent_writes()
+    assert batcher.submit(lazy=True) is None
+    assert engine.stats.commits == 0 and batcher.round_number == 1
+    # Entries make it urgent: they go out together with what waited.
+    batcher.add_ready(b, b.ready(n_entries=1))
+    rnd = batcher.submit(lazy=True)
+    assert rnd is not None and rnd.readies == 2 and engine.stats.commits == 1
+    assert engine.get(CF_META, b"applied") == b"1"
+    # A message held until the write is durable makes it urgent too.
+    batcher.add_ready(c, c.ready(n_entries=0, persisted_messages=1))
+    assert batcher.submit(lazy=True) is not None
+    # So does the store's word.
+    batcher.batch.put(CF_META, b"region", b"2")
+    assert batcher.submit(lazy=True) is None
+    batcher.mark_urgent()
+    assert batcher.submit(lazy=True) is not None and engine.stats.commits == 3
+    # Without `lazy` anything goes.
+    batcher.add_ready(a, a.ready(n_entries=0))
+    assert batcher.submit() is not None and engine.stats.commits == 4
+    assert [d.number for d in batcher.poll_completed()] == [1, 2, 3, 4]
+    batcher.close()
+
+
 def test_submit_blocks_while_the_writer_is_full() -> None:
     engine = GateEngine()
     batcher, nodes, _ = make(engine, 2, "direct", pipelined=True, max_in_flight=1)  # type: ignore[arg-type]

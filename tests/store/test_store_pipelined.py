@@ -127,6 +127,50 @@ class _GatedEngine(MemoryEngine):
         super().write(batch, sync)
 
 
+def test_rounds_wait_for_the_writer_and_applied_state_waits_for_the_tick() -> None:
+    """No round is due while the writer is full (it runs one when it finishes: the server
+    spun rounds doing nothing before), and a round holding only applied state (nothing waits
+    on its fsync) is written with the next round that must be, or at the next tick."""
+    engine = _GatedEngine()
+    batcher: Batcher[Any] = Batcher(engine, pipelined=True, max_in_flight=2)
+    store = Store(1, engine, send=lambda to, frame: None, config=StoreConfig(election_ticks=5), batcher=batcher)
+    store.bootstrap(1, [1], 1)
+    _drive(store, lambda: store.leaders() == 1)
+    store.tick()
+    store.round()
+    assert batcher.wait(5) and not batcher.in_flight()
+    store.round()
+    assert not store.has_work()
+
+    put: list[Any] = []
+    store.propose(Command(1, 0, 0, [Op(OP_PUT, b"k", value=b"v")], b"p1"), lambda r, e: put.append(e))
+    store.round()  # the entry: submitted
+    assert batcher.wait(5) and not batcher.in_flight()
+    commits = engine.stats.commits
+    store.round()  # durable: committed and applied, the client answered
+    assert put == [None]
+    assert batcher.has_open_writes() and not batcher.in_flight()
+    assert not store.has_work() and engine.stats.commits == commits
+    assert engine.get(CF_KV, b"k") is None and store.peers[1].applied_index > 0
+    store.tick()
+    assert store.has_work()
+    store.round()
+    assert batcher.wait(5) and not batcher.in_flight()
+    assert engine.get(CF_KV, b"k") == b"v"
+
+    engine.allow(0)  # the writer holds what it gets
+    for i in range(3):
+        store.propose(Command(1, 0, 0, [Op(OP_PUT, b"k%d" % i, value=b"v")], b"q%d" % i), lambda r, e: None)
+        store.round()
+    assert batcher.in_flight() == 2 and batcher.has_urgent_writes()
+    assert not store.has_work()
+    engine.allow(None)
+    assert batcher.wait(5)
+    assert store.has_work()
+    store.round()
+    assert batcher.flush() is not None
+
+
 def test_applied_writes_ride_the_round_and_are_readable_before_it_commits() -> None:
     """The KV writes of applied commands go into the round's batch (one commit per round, no
     commit of their own). While that round waits in the writer, the store's overlay answers
@@ -137,7 +181,7 @@ def test_applied_writes_ride_the_round_and_are_readable_before_it_commits() -> N
     store.bootstrap(1, [1], 1)
     _drive(store, lambda: store.leaders() == 1)
     _drive(store, lambda: not batcher.in_flight())
-    commits, rounds = engine.stats.commits, batcher.stats.rounds_persisted
+    commits, rounds = engine.stats.commits, batcher.stats.rounds
 
     put: list[Any] = []
     store.propose(Command(1, 0, 0, [Op(OP_PUT, b"k", value=b"v1")], b"p1"), lambda r, e: put.append(e))
@@ -146,7 +190,7 @@ def test_applied_writes_ride_the_round_and_are_readable_before_it_commits() -> N
     _drive(store, lambda: not batcher.in_flight())
     assert put == [None, None]
     # Every commit was a round's: the apply did not write on its own.
-    assert engine.stats.commits - commits == batcher.stats.rounds_persisted - rounds
+    assert engine.stats.commits - commits == batcher.stats.rounds - rounds
 
     # The round holding the entries goes through; the one holding their applied writes waits.
     engine.allow(1)
