@@ -211,6 +211,7 @@ class Raft(Generic[S]):
         "check_quorum",
         "pre_vote",
         "_skip_bcast_commit",
+        "_beat_ctx",
         "batch_append",
         "heartbeat_timeout",
         "election_timeout",
@@ -284,6 +285,9 @@ class Raft(Generic[S]):
         self.check_quorum: bool = c.check_quorum
         self.pre_vote: bool = c.pre_vote
         self._skip_bcast_commit: bool = c.skip_bcast_commit
+        # The context of the last heartbeats of the heartbeat timer (or `ping`): the answers
+        # to those may find lost appends (`handle_heartbeat_response`).
+        self._beat_ctx = b""
         self.batch_append: bool = c.batch_append
         self.heartbeat_timeout: int = c.heartbeat_tick
         self.election_timeout: int = c.election_tick
@@ -615,7 +619,9 @@ class Raft(Generic[S]):
                     template = (next_idx, m, m.index + len(m.entries))
 
     def bcast_heartbeat(self) -> None:
-        self.bcast_heartbeat_with_ctx(self.read_only.last_pending_request_ctx())
+        ctx = self.read_only.last_pending_request_ctx()
+        self._beat_ctx = ctx or b""
+        self.bcast_heartbeat_with_ctx(ctx)
 
     def bcast_heartbeat_with_ctx(self, ctx: bytes | None) -> None:
         self_id = self.id
@@ -1332,8 +1338,22 @@ class Raft(Generic[S]):
         # Free one slot for the full inflights window to allow progress.
         if pr.state == ProgressState.Replicate and pr.ins.full():
             pr.ins.free_first_one()
-        # A lagging follower (or one that asked for a snapshot) gets an append.
-        if pr.matched < self.raft_log.last_index() or pr.pending_request_snapshot != INVALID_INDEX:
+        # A lagging follower (or one that asked for a snapshot) gets an append: the answers to
+        # the timer's heartbeats find appends that were lost. Not an answer to a ReadIndex
+        # round's heartbeat while the follower was sent every entry already (optimistic
+        # replication): the appends in flight will be answered, and a lost one is found by
+        # the timer's next heartbeat; under reads and writes alike, that was one empty append
+        # (and its answer) per follower per read round.
+        last = self.raft_log.last_index()
+        if pr.pending_request_snapshot != INVALID_INDEX or (
+            pr.matched < last
+            and not (
+                m.context
+                and m.context != self._beat_ctx
+                and pr.state == ProgressState.Replicate
+                and pr.next_idx > last
+            )
+        ):
             self.maybe_send_append(m.from_, pr, True)
         if self.read_only.option != ReadOnlyOption.Safe or not m.context:
             return

@@ -216,9 +216,13 @@ def test_advance_commit_index_by_read_index_response() -> None:
     n.send([new_message(1, 1, MT.MsgPropose, 1)])
     n.recover()
     n.cut(1, 2)
-    # A read from node 3 triggers heartbeats; 3, 4 and 5 catch up and the leader commits 3,
-    # while node 2 (which has the entries) is left at commit 1.
+    # A read from node 3 triggers heartbeats; the next heartbeats of the leader's timer find
+    # the appends 3, 4 and 5 lost (their answers to the read's own heartbeats do not: the
+    # leader sent them every entry); they catch up and the leader commits 3, while node 2
+    # (which has the entries) is left at commit 1.
     n.send([_read_index(3, 1, b"r")])
+    assert n.peer(1).raft_log.committed == 1
+    n.send([new_message(1, 1, MT.MsgBeat)])
     assert n.peer(1).raft_log.committed == 3
     assert n.peer(2).raft_log.committed == 1
     assert n.peer(2).raft_log.last_index() == 3
@@ -231,6 +235,34 @@ def test_advance_commit_index_by_read_index_response() -> None:
     n.send([resp])
     assert _take_read_states(n.peer(2)) == [(3, b"r2")]
     assert n.peer(2).raft_log.committed == 3
+
+
+def test_a_read_rounds_heartbeats_send_no_empty_appends() -> None:
+    """The answers to a ReadIndex round's heartbeats do not make the leader send an (empty)
+    append to a follower that was sent every entry already: its appends in flight answer
+    for themselves (one empty append and its answer per follower per read round otherwise);
+    a heartbeat of the leader's timer still does, to find appends that were lost."""
+    n = Network([None, None, None])
+    n.send([new_message(1, 1, MT.MsgHup)])
+    leader = n.peer(1)
+    leader.step(new_message(1, 1, MT.MsgPropose, 1))  # appends in flight to 2 and 3
+    read_messages(leader)
+    leader.step(_read_index(1, 1, b"r"))
+    beats = read_messages(leader)
+    assert {(m.msg_type, m.to) for m in beats} == {(MT.MsgHeartbeat, 2), (MT.MsgHeartbeat, 3)}
+    for to in (2, 3):
+        resp = new_message(to, 1, MT.MsgHeartbeatResponse)
+        resp.term, resp.context = leader.term, beats[0].context
+        leader.step(resp)
+    assert [m.msg_type for m in read_messages(leader) if m.msg_type == MT.MsgAppend] == []
+    assert _take_read_states(leader) == [(leader.raft_log.committed, b"r")]
+    # The timer's heartbeat: its answer finds follower 2 still behind and sends an append.
+    leader.step(new_message(1, 1, MT.MsgBeat))
+    beats = read_messages(leader)
+    resp = new_message(2, 1, MT.MsgHeartbeatResponse)
+    resp.term, resp.context = leader.term, beats[0].context
+    leader.step(resp)
+    assert [(m.msg_type, m.to) for m in read_messages(leader)] == [(MT.MsgAppend, 2)]
 
 
 def test_read_index_response_does_not_commit_a_mismatching_entry() -> None:
