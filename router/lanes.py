@@ -64,6 +64,7 @@ class OutboundLanes:
 
     __slots__ = (
         "store_id", "max_frame_bytes", "max_lane_messages", "_lanes", "stats", "clock", "leaders",
+        "features",
     )
 
     def __init__(
@@ -83,6 +84,8 @@ class OutboundLanes:
         self.clock = 0
         # The sender's leader count, told to the other stores in every frame (None: not told).
         self.leaders: int | None = None
+        # What the sender's code understands (bits), told in every frame (None: not told).
+        self.features: int | None = None
 
     def push(self, to_store: int, msg: RaftMessage | bytes) -> bool:
         """Queue a message (or a serialized one) for `to_store`; False (and counted) if the
@@ -139,7 +142,10 @@ class OutboundLanes:
 
     def _seal(self, parts: list[bytes], count: int) -> bytes:
         tail = BatchRaftMessage(
-            from_store_id=self.store_id, last_observed_time=self.clock, leaders=self.leaders
+            from_store_id=self.store_id,
+            last_observed_time=self.clock,
+            leaders=self.leaders,
+            features=self.features,
         )
         parts.append(tail.SerializeToString())
         frame = encode_frame(RAFT, b"".join(parts))

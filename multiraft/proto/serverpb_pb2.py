@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from . import eraftpb_pb2 as eraftpb__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0eserverpb.proto\x12\x08serverpb\x1a\reraftpb.proto\"0\n\x0bRegionEpoch\x12\x10\n\x08\x63onf_ver\x18\x01 \x01(\x04\x12\x0f\n\x07version\x18\x02 \x01(\x04\"F\n\x04Peer\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x10\n\x08store_id\x18\x02 \x01(\x04\x12 \n\x04role\x18\x03 \x01(\x0e\x32\x12.serverpb.PeerRole\"\x84\x01\n\x06Region\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tstart_key\x18\x02 \x01(\x0c\x12\x0f\n\x07\x65nd_key\x18\x03 \x01(\x0c\x12+\n\x0cregion_epoch\x18\x04 \x01(\x0b\x32\x15.serverpb.RegionEpoch\x12\x1d\n\x05peers\x18\x05 \x03(\x0b\x32\x0e.serverpb.Peer\"d\n\x0c\x45xtraMessage\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.serverpb.ExtraMessageType\x12\r\n\x05\x61gree\x18\x02 \x01(\x08\x12\r\n\x05index\x18\x03 \x01(\x04\x12\x0c\n\x04term\x18\x04 \x01(\x04\"\xc1\x02\n\x0bRaftMessage\x12\x11\n\tregion_id\x18\x01 \x01(\x04\x12!\n\tfrom_peer\x18\x02 \x01(\x0b\x32\x0e.serverpb.Peer\x12\x1f\n\x07to_peer\x18\x03 \x01(\x0b\x32\x0e.serverpb.Peer\x12!\n\x07message\x18\x04 \x01(\x0b\x32\x10.eraftpb.Message\x12+\n\x0cregion_epoch\x18\x05 \x01(\x0b\x32\x15.serverpb.RegionEpoch\x12\x14\n\x0cis_tombstone\x18\x06 \x01(\x08\x12\x11\n\tstart_key\x18\x07 \x01(\x0c\x12\x0f\n\x07\x65nd_key\x18\x08 \x01(\x0c\x12&\n\x0cmerge_target\x18\t \x01(\x0b\x32\x10.serverpb.Region\x12)\n\textra_msg\x18\n \x01(\x0b\x32\x16.serverpb.ExtraMessage\"\xb3\x01\n\x10\x42\x61tchRaftMessage\x12#\n\x04msgs\x18\x01 \x03(\x0b\x32\x15.serverpb.RaftMessage\x12\x1a\n\x12last_observed_time\x18\x02 \x01(\x04\x12\x15\n\rfrom_store_id\x18\x03 \x01(\x04\x12%\n\x06gossip\x18\x04 \x01(\x0b\x32\x15.serverpb.StoreGossip\x12\x14\n\x07leaders\x18\x05 \x01(\x04H\x00\x88\x01\x01\x42\n\n\x08_leaders\"\\\n\x0cStoreAddress\x12\x10\n\x08store_id\x18\x01 \x01(\x04\x12\x11\n\tpeer_addr\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\x12\x12\n\nadmin_addr\x18\x04 \x01(\t\"h\n\x0bStoreGossip\x12&\n\x06stores\x18\x01 \x03(\x0b\x32\x16.serverpb.StoreAddress\x12\r\n\x05heard\x18\x02 \x03(\x04\x12\x11\n\tsuspected\x18\x03 \x03(\x04\x12\x0f\n\x07removed\x18\x04 \x03(\x04\"m\n\tHandshake\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x10\n\x08store_id\x18\x02 \x01(\x04\x12\x11\n\tpeer_addr\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x04 \x01(\t\x12\x12\n\nadmin_addr\x18\x05 \x01(\t\"O\n\rSnapshotChunk\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\ntotal_size\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\"G\n\x0bSnapshotAck\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.serverpb.SnapshotStatus\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Q\n\nMergeState\x12\x11\n\tmin_index\x18\x01 \x01(\x04\x12 \n\x06target\x18\x02 \x01(\x0b\x32\x10.serverpb.Region\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04\"\x83\x01\n\x10RegionLocalState\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.serverpb.PeerState\x12 \n\x06region\x18\x02 \x01(\x0b\x32\x10.serverpb.Region\x12)\n\x0bmerge_state\x18\x03 \x01(\x0b\x32\x14.serverpb.MergeState\"n\n\x0eRaftApplyState\x12\x15\n\rapplied_index\x18\x01 \x01(\x04\x12\x14\n\x0c\x61pplied_term\x18\x02 \x01(\x04\x12\x17\n\x0ftruncated_index\x18\x03 \x01(\x04\x12\x16\n\x0etruncated_term\x18\x04 \x01(\x04*H\n\x08PeerRole\x12\t\n\x05Voter\x10\x00\x12\x0b\n\x07Learner\x10\x01\x12\x11\n\rIncomingVoter\x10\x02\x12\x11\n\rDemotingVoter\x10\x03*\x98\x01\n\x10\x45xtraMessageType\x12\x0b\n\x07MsgNone\x10\x00\x12\x13\n\x0fMsgRegionWakeUp\x10\x01\x12\x17\n\x13MsgHibernateRequest\x10\x02\x12\x18\n\x14MsgHibernateResponse\x10\x03\x12\x18\n\x14MsgWantRollbackMerge\x10\x04\x12\x15\n\x11MsgCheckStalePeer\x10\x05*}\n\x0eSnapshotStatus\x12\x16\n\x12SnapshotStatusNone\x10\x00\x12\x14\n\x10SnapshotAccepted\x10\x01\x12\x13\n\x0fSnapshotRefused\x10\x02\x12\x14\n\x10SnapshotReceived\x10\x03\x12\x12\n\x0eSnapshotFailed\x10\x04*A\n\tPeerState\x12\n\n\x06Normal\x10\x00\x12\x0c\n\x08\x41pplying\x10\x01\x12\r\n\tTombstone\x10\x02\x12\x0b\n\x07Merging\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0eserverpb.proto\x12\x08serverpb\x1a\reraftpb.proto\"0\n\x0bRegionEpoch\x12\x10\n\x08\x63onf_ver\x18\x01 \x01(\x04\x12\x0f\n\x07version\x18\x02 \x01(\x04\"F\n\x04Peer\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x10\n\x08store_id\x18\x02 \x01(\x04\x12 \n\x04role\x18\x03 \x01(\x0e\x32\x12.serverpb.PeerRole\"\x84\x01\n\x06Region\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x11\n\tstart_key\x18\x02 \x01(\x0c\x12\x0f\n\x07\x65nd_key\x18\x03 \x01(\x0c\x12+\n\x0cregion_epoch\x18\x04 \x01(\x0b\x32\x15.serverpb.RegionEpoch\x12\x1d\n\x05peers\x18\x05 \x03(\x0b\x32\x0e.serverpb.Peer\"d\n\x0c\x45xtraMessage\x12(\n\x04type\x18\x01 \x01(\x0e\x32\x1a.serverpb.ExtraMessageType\x12\r\n\x05\x61gree\x18\x02 \x01(\x08\x12\r\n\x05index\x18\x03 \x01(\x04\x12\x0c\n\x04term\x18\x04 \x01(\x04\"\xc1\x02\n\x0bRaftMessage\x12\x11\n\tregion_id\x18\x01 \x01(\x04\x12!\n\tfrom_peer\x18\x02 \x01(\x0b\x32\x0e.serverpb.Peer\x12\x1f\n\x07to_peer\x18\x03 \x01(\x0b\x32\x0e.serverpb.Peer\x12!\n\x07message\x18\x04 \x01(\x0b\x32\x10.eraftpb.Message\x12+\n\x0cregion_epoch\x18\x05 \x01(\x0b\x32\x15.serverpb.RegionEpoch\x12\x14\n\x0cis_tombstone\x18\x06 \x01(\x08\x12\x11\n\tstart_key\x18\x07 \x01(\x0c\x12\x0f\n\x07\x65nd_key\x18\x08 \x01(\x0c\x12&\n\x0cmerge_target\x18\t \x01(\x0b\x32\x10.serverpb.Region\x12)\n\textra_msg\x18\n \x01(\x0b\x32\x16.serverpb.ExtraMessage\"\xd7\x01\n\x10\x42\x61tchRaftMessage\x12#\n\x04msgs\x18\x01 \x03(\x0b\x32\x15.serverpb.RaftMessage\x12\x1a\n\x12last_observed_time\x18\x02 \x01(\x04\x12\x15\n\rfrom_store_id\x18\x03 \x01(\x04\x12%\n\x06gossip\x18\x04 \x01(\x0b\x32\x15.serverpb.StoreGossip\x12\x14\n\x07leaders\x18\x05 \x01(\x04H\x00\x88\x01\x01\x12\x15\n\x08\x66\x65\x61tures\x18\x06 \x01(\x04H\x01\x88\x01\x01\x42\n\n\x08_leadersB\x0b\n\t_features\"\\\n\x0cStoreAddress\x12\x10\n\x08store_id\x18\x01 \x01(\x04\x12\x11\n\tpeer_addr\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x03 \x01(\t\x12\x12\n\nadmin_addr\x18\x04 \x01(\t\"h\n\x0bStoreGossip\x12&\n\x06stores\x18\x01 \x03(\x0b\x32\x16.serverpb.StoreAddress\x12\r\n\x05heard\x18\x02 \x03(\x04\x12\x11\n\tsuspected\x18\x03 \x03(\x04\x12\x0f\n\x07removed\x18\x04 \x03(\x04\"m\n\tHandshake\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x10\n\x08store_id\x18\x02 \x01(\x04\x12\x11\n\tpeer_addr\x18\x03 \x01(\t\x12\x13\n\x0b\x63lient_addr\x18\x04 \x01(\t\x12\x12\n\nadmin_addr\x18\x05 \x01(\t\"O\n\rSnapshotChunk\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x12\n\ntotal_size\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\"G\n\x0bSnapshotAck\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.serverpb.SnapshotStatus\x12\x0e\n\x06reason\x18\x02 \x01(\t\"Q\n\nMergeState\x12\x11\n\tmin_index\x18\x01 \x01(\x04\x12 \n\x06target\x18\x02 \x01(\x0b\x32\x10.serverpb.Region\x12\x0e\n\x06\x63ommit\x18\x03 \x01(\x04\"\x83\x01\n\x10RegionLocalState\x12\"\n\x05state\x18\x01 \x01(\x0e\x32\x13.serverpb.PeerState\x12 \n\x06region\x18\x02 \x01(\x0b\x32\x10.serverpb.Region\x12)\n\x0bmerge_state\x18\x03 \x01(\x0b\x32\x14.serverpb.MergeState\"n\n\x0eRaftApplyState\x12\x15\n\rapplied_index\x18\x01 \x01(\x04\x12\x14\n\x0c\x61pplied_term\x18\x02 \x01(\x04\x12\x17\n\x0ftruncated_index\x18\x03 \x01(\x04\x12\x16\n\x0etruncated_term\x18\x04 \x01(\x04*H\n\x08PeerRole\x12\t\n\x05Voter\x10\x00\x12\x0b\n\x07Learner\x10\x01\x12\x11\n\rIncomingVoter\x10\x02\x12\x11\n\rDemotingVoter\x10\x03*\x98\x01\n\x10\x45xtraMessageType\x12\x0b\n\x07MsgNone\x10\x00\x12\x13\n\x0fMsgRegionWakeUp\x10\x01\x12\x17\n\x13MsgHibernateRequest\x10\x02\x12\x18\n\x14MsgHibernateResponse\x10\x03\x12\x18\n\x14MsgWantRollbackMerge\x10\x04\x12\x15\n\x11MsgCheckStalePeer\x10\x05*}\n\x0eSnapshotStatus\x12\x16\n\x12SnapshotStatusNone\x10\x00\x12\x14\n\x10SnapshotAccepted\x10\x01\x12\x13\n\x0fSnapshotRefused\x10\x02\x12\x14\n\x10SnapshotReceived\x10\x03\x12\x12\n\x0eSnapshotFailed\x10\x04*A\n\tPeerState\x12\n\n\x06Normal\x10\x00\x12\x0c\n\x08\x41pplying\x10\x01\x12\r\n\tTombstone\x10\x02\x12\x0b\n\x07Merging\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'serverpb_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PEERROLE']._serialized_start=1702
-  _globals['_PEERROLE']._serialized_end=1774
-  _globals['_EXTRAMESSAGETYPE']._serialized_start=1777
-  _globals['_EXTRAMESSAGETYPE']._serialized_end=1929
-  _globals['_SNAPSHOTSTATUS']._serialized_start=1931
-  _globals['_SNAPSHOTSTATUS']._serialized_end=2056
-  _globals['_PEERSTATE']._serialized_start=2058
-  _globals['_PEERSTATE']._serialized_end=2123
+  _globals['_PEERROLE']._serialized_start=1738
+  _globals['_PEERROLE']._serialized_end=1810
+  _globals['_EXTRAMESSAGETYPE']._serialized_start=1813
+  _globals['_EXTRAMESSAGETYPE']._serialized_end=1965
+  _globals['_SNAPSHOTSTATUS']._serialized_start=1967
+  _globals['_SNAPSHOTSTATUS']._serialized_end=2092
+  _globals['_PEERSTATE']._serialized_start=2094
+  _globals['_PEERSTATE']._serialized_end=2159
   _globals['_REGIONEPOCH']._serialized_start=43
   _globals['_REGIONEPOCH']._serialized_end=91
   _globals['_PEER']._serialized_start=93
@@ -51,21 +51,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RAFTMESSAGE']._serialized_start=403
   _globals['_RAFTMESSAGE']._serialized_end=724
   _globals['_BATCHRAFTMESSAGE']._serialized_start=727
-  _globals['_BATCHRAFTMESSAGE']._serialized_end=906
-  _globals['_STOREADDRESS']._serialized_start=908
-  _globals['_STOREADDRESS']._serialized_end=1000
-  _globals['_STOREGOSSIP']._serialized_start=1002
-  _globals['_STOREGOSSIP']._serialized_end=1106
-  _globals['_HANDSHAKE']._serialized_start=1108
-  _globals['_HANDSHAKE']._serialized_end=1217
-  _globals['_SNAPSHOTCHUNK']._serialized_start=1219
-  _globals['_SNAPSHOTCHUNK']._serialized_end=1298
-  _globals['_SNAPSHOTACK']._serialized_start=1300
-  _globals['_SNAPSHOTACK']._serialized_end=1371
-  _globals['_MERGESTATE']._serialized_start=1373
-  _globals['_MERGESTATE']._serialized_end=1454
-  _globals['_REGIONLOCALSTATE']._serialized_start=1457
-  _globals['_REGIONLOCALSTATE']._serialized_end=1588
-  _globals['_RAFTAPPLYSTATE']._serialized_start=1590
-  _globals['_RAFTAPPLYSTATE']._serialized_end=1700
+  _globals['_BATCHRAFTMESSAGE']._serialized_end=942
+  _globals['_STOREADDRESS']._serialized_start=944
+  _globals['_STOREADDRESS']._serialized_end=1036
+  _globals['_STOREGOSSIP']._serialized_start=1038
+  _globals['_STOREGOSSIP']._serialized_end=1142
+  _globals['_HANDSHAKE']._serialized_start=1144
+  _globals['_HANDSHAKE']._serialized_end=1253
+  _globals['_SNAPSHOTCHUNK']._serialized_start=1255
+  _globals['_SNAPSHOTCHUNK']._serialized_end=1334
+  _globals['_SNAPSHOTACK']._serialized_start=1336
+  _globals['_SNAPSHOTACK']._serialized_end=1407
+  _globals['_MERGESTATE']._serialized_start=1409
+  _globals['_MERGESTATE']._serialized_end=1490
+  _globals['_REGIONLOCALSTATE']._serialized_start=1493
+  _globals['_REGIONLOCALSTATE']._serialized_end=1624
+  _globals['_RAFTAPPLYSTATE']._serialized_start=1626
+  _globals['_RAFTAPPLYSTATE']._serialized_end=1736
 # @@protoc_insertion_point(module_scope)

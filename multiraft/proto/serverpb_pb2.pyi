@@ -127,18 +127,20 @@ class RaftMessage(_message.Message):
     def __init__(self, region_id: _Optional[int] = ..., from_peer: _Optional[_Union[Peer, _Mapping]] = ..., to_peer: _Optional[_Union[Peer, _Mapping]] = ..., message: _Optional[_Union[_eraftpb_pb2.Message, _Mapping]] = ..., region_epoch: _Optional[_Union[RegionEpoch, _Mapping]] = ..., is_tombstone: _Optional[bool] = ..., start_key: _Optional[bytes] = ..., end_key: _Optional[bytes] = ..., merge_target: _Optional[_Union[Region, _Mapping]] = ..., extra_msg: _Optional[_Union[ExtraMessage, _Mapping]] = ...) -> None: ...
 
 class BatchRaftMessage(_message.Message):
-    __slots__ = ("msgs", "last_observed_time", "from_store_id", "gossip", "leaders")
+    __slots__ = ("msgs", "last_observed_time", "from_store_id", "gossip", "leaders", "features")
     MSGS_FIELD_NUMBER: _ClassVar[int]
     LAST_OBSERVED_TIME_FIELD_NUMBER: _ClassVar[int]
     FROM_STORE_ID_FIELD_NUMBER: _ClassVar[int]
     GOSSIP_FIELD_NUMBER: _ClassVar[int]
     LEADERS_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
     msgs: _containers.RepeatedCompositeFieldContainer[RaftMessage]
     last_observed_time: int
     from_store_id: int
     gossip: StoreGossip
     leaders: int
-    def __init__(self, msgs: _Optional[_Iterable[_Union[RaftMessage, _Mapping]]] = ..., last_observed_time: _Optional[int] = ..., from_store_id: _Optional[int] = ..., gossip: _Optional[_Union[StoreGossip, _Mapping]] = ..., leaders: _Optional[int] = ...) -> None: ...
+    features: int
+    def __init__(self, msgs: _Optional[_Iterable[_Union[RaftMessage, _Mapping]]] = ..., last_observed_time: _Optional[int] = ..., from_store_id: _Optional[int] = ..., gossip: _Optional[_Union[StoreGossip, _Mapping]] = ..., leaders: _Optional[int] = ..., features: _Optional[int] = ...) -> None: ...
 
 class StoreAddress(_message.Message):
     __slots__ = ("store_id", "peer_addr", "client_addr", "admin_addr")

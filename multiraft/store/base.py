@@ -29,6 +29,8 @@ __all__ = [
     "MAX_SAMPLES",
     "initial_peer_id",
     "MAX_INITIAL_REGIONS",
+    "FEATURE_BATCH_ENTRIES",
+    "FEATURES",
 ]
 
 # Bootstrapped regions start at this log index (TiKV's RAFT_INIT_LOG_INDEX): a peer added
@@ -37,6 +39,13 @@ __all__ = [
 RAFT_INIT_LOG_INDEX = 5
 # Latency samples kept between two metrics flushes (the flush takes and clears them).
 MAX_SAMPLES: Final = 1 << 16
+# What this store's code understands, announced to the other stores in every frame of raft
+# messages (`BatchRaftMessage.features`; a frame without it is from code older than these
+# bits). A leader writes an entry format only once every store of the region announced it,
+# so a rolling upgrade never replicates an entry that an old store cannot apply.
+# - FEATURE_BATCH_ENTRIES: it applies entries that carry several commands (`cmd.encode_batch`).
+FEATURE_BATCH_ENTRIES: Final = 1
+FEATURES: Final = FEATURE_BATCH_ENTRIES
 # send_snapshot(to_store, header, data, done): the server's snapshot connection.
 SendSnapshot = Callable[[int, bytes, bytes, Callable[[bool], None]], None]
 
@@ -204,6 +213,9 @@ class StoreBase:
         # Stores a frame went to since the last tick (the others get a store heartbeat).
         self._sent_since_tick: set[int] = set()
         self.lanes = OutboundLanes(store_id, max_frame_bytes=self.config.max_frame_bytes)
+        self.lanes.features = FEATURES
+        # What each other store announced in its last frame of raft messages (FEATURES).
+        self._store_features: dict[int, int] = {}
         self._decoders: dict[int, FrameDecoder] = {}
         self.stats = StoreStats()
         self._send_snapshot = send_snapshot

@@ -31,6 +31,7 @@ __all__ = [
     "encode_command",
     "decode_command",
     "command_body",
+    "encode_single",
     "encode_batch",
     "decode_entry",
 ]
@@ -101,8 +102,7 @@ class CommandDecodeError(ValueError):
 
 
 def encode_command(cmd: Command) -> bytes:
-    data: bytes = msgpack.packb([_VERSION, *command_body(cmd)], use_bin_type=True)
-    return data
+    return encode_single(command_body(cmd))
 
 
 def command_body(cmd: Command) -> list[object]:
@@ -117,6 +117,12 @@ def command_body(cmd: Command) -> list[object]:
         else:
             ops.append([OP_CAS, op.key, op.expected, op.value])
     return [cmd.request_id, cmd.region_id, cmd.conf_ver, cmd.version, ops]
+
+
+def encode_single(body: list[object]) -> bytes:
+    """One command (`command_body`) as an entry of its own (what any version applies)."""
+    data: bytes = msgpack.packb([_VERSION, *body], use_bin_type=True)
+    return data
 
 
 def encode_batch(bodies: list[list[object]]) -> bytes:

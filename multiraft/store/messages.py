@@ -66,7 +66,11 @@ class Inbound(SplitCheck):
         self._heard.add(from_store)
         if batch.HasField("leaders"):
             self._leader_counts[from_store] = batch.leaders
-        for m in batch.msgs:
+        msgs = batch.msgs
+        if msgs:
+            # (Frames of raft messages only: gossip and store heartbeats do not carry it.)
+            self._store_features[from_store] = batch.features
+        for m in msgs:
             self.on_raft_message(m)
 
     def on_raft_message(self, m: RaftMessage) -> None:

@@ -16,7 +16,7 @@ from multiraft.proto.serverpb_pb2 import MergeState, RaftMessage, Region
 from multiraft.proto.serverpb_pb2 import Peer as PeerMeta
 from multiraft.raft import Entry, MessageType, ProposalDropped, RawNode, Ready, StateRole
 
-from .cmd import encode_batch
+from .cmd import encode_batch, encode_single
 from .dedupe import DedupeTable
 from .errors import NotLeader, StaleCommand, StoreError
 
@@ -330,9 +330,23 @@ class Peer:
         """A membership change, split or merge proposed here is not applied yet."""
         return any(p.conf_change or p.admin for p in self.proposals.values())
 
-    def flush_client_work(self, now: float | None = None) -> None:
+    def flush_client_work(self, now: float | None = None, batch_entries: bool = True) -> None:
         """Propose this round's commands as one MsgPropose, and ask one read index for this
-        round's reads (or, with a valid lease at time `now`, serve them at the commit index)."""
+        round's reads (or, with a valid lease at time `now`, serve them at the commit index).
+        Without `batch_entries` (a store of the region has not announced that it applies
+        them) each command is an entry of its own."""
+        if self._to_propose and not batch_entries:
+            queued, self._to_propose = self._to_propose, []
+            node = self.node
+            try:
+                first = node.propose_batch([encode_single(body) for body, _, _ in queued])
+            except ProposalDropped as e:
+                for _, cb, _ in queued:
+                    cb(None, StaleCommand(f"region {self.region.id}: {e}"))
+            else:
+                term = node.term()
+                for i, (_, cb, _) in enumerate(queued):
+                    self._track(first + i, _Proposal(term, cb))
         if self._to_propose:
             queued, self._to_propose = self._to_propose, []
             # One entry per round carrying every command (TiKV's RaftCmdRequest batching),

@@ -25,7 +25,14 @@ from multiraft.proto.serverpb_pb2 import Learner, RegionEpoch
 from multiraft.raft import MessageType, ProposalDropped, Ready
 
 from .balance import LeaderBalance
-from .base import MAX_SAMPLES, RAFT_INIT_LOG_INDEX, StoreConfig, StoreStats, initial_peer_id
+from .base import (
+    FEATURE_BATCH_ENTRIES,
+    MAX_SAMPLES,
+    RAFT_INIT_LOG_INDEX,
+    StoreConfig,
+    StoreStats,
+    initial_peer_id,
+)
 from .cmd import Command, command_body
 from .errors import (
     InvalidRequest,
@@ -309,7 +316,7 @@ class Store(LeaderBalance):
             if peer is None:
                 continue
             if peer.has_client_work():
-                peer.flush_client_work(now)
+                peer.flush_client_work(now, self._batch_entries_ok(peer))
             node = peer.node
             if not node.has_ready():
                 continue
@@ -360,6 +367,16 @@ class Store(LeaderBalance):
         self._submit_due = self._submit_due and batcher.has_open_writes()
         self._poll_persisted()
         self._flush_lanes()
+
+    def _batch_entries_ok(self, peer: Peer) -> bool:
+        """Whether every other store holding a replica of the region announced that it
+        applies batch entries (FEATURE_BATCH_ENTRIES; a rolling upgrade from a version that
+        does not: until then, one entry per command)."""
+        features, me = self._store_features, self.store_id
+        for p in peer.region.peers:
+            if p.store_id != me and not features.get(p.store_id, 0) & FEATURE_BATCH_ENTRIES:
+                return False
+        return True
 
     def _send_heartbeat_responses_now(self, peer: Peer, rd: Ready) -> None:
         """A follower's heartbeat responses go out now instead of after the round's fsync

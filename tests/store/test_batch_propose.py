@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from multiraft.engine import MemoryEngine
+from multiraft.store.base import FEATURES
 from multiraft.store.cmd import OP_CAS, OP_PUT, Applied, CasFailed, Command, Op, command_body
 from multiraft.store.errors import EpochNotMatch, ServerBusy
 from multiraft.store.store import Store, StoreConfig
+from multiraft.testing.cluster import SimCluster
 
 
 def _store() -> Store:
@@ -96,3 +98,34 @@ def test_requests_beyond_the_bound_are_refused_with_server_busy_until_answered()
     store.get(1, b"k0", lambda v, e: got.append((v, e)))  # room again
     _drive(store, lambda: got)
     assert got == [(b"v", None)] and store.pending_requests == 0
+
+
+def _entries_for_puts(c: SimCluster, leader: int, n: int, tag: bytes) -> int:
+    """Submit `n` puts at once (one round of the leader) and return the entries the leader
+    applied for them."""
+    before = c.stores[leader].stats.applied_entries
+    ops = [c.submit_put(tag + b"%d" % i, b"v") for i in range(n)]
+    c.run_until(lambda: all(op.done for op in ops))
+    assert all(op.error is None for op in ops)
+    return c.stores[leader].stats.applied_entries - before
+
+
+def test_batch_entries_wait_until_every_store_of_the_region_applies_them() -> None:
+    """Rolling upgrade: a leader proposes batch entries only once every store holding a
+    replica of the region announced that it applies them (`BatchRaftMessage.features`, in
+    every frame of raft messages); a store that does not (older code: the field is absent)
+    gets one entry per command, and each still has its own result."""
+    c = SimCluster(stores=3, seed=11, initial_regions=1)
+    c.put(b"warm", b"up")  # every store has sent frames by now
+    leader = c.leader_of(1)
+    assert leader is not None
+    assert _entries_for_puts(c, leader, 4, b"a") == 1
+    old = next(s for s in c.store_ids if s != leader)
+    c.stores[old].lanes.features = None  # as a store of an older version frames them
+    c.run_for(1.0)
+    assert c.stores[leader]._store_features[old] == 0
+    assert _entries_for_puts(c, leader, 4, b"b") == 4
+    assert c.get(b"b3") == b"v"
+    c.stores[old].lanes.features = FEATURES  # upgraded
+    c.run_for(1.0)
+    assert _entries_for_puts(c, leader, 4, b"c") == 1
