@@ -36,7 +36,7 @@ class DedupeTable:
     holds an expired record ignores it). `gc` deletes expired records at leisure.
     """
 
-    __slots__ = ("_cache", "capacity", "_view", "_prefix", "window", "_unwritten")
+    __slots__ = ("_cache", "capacity", "_view", "_prefix", "window", "_unwritten", "_complete")
 
     def __init__(
         self,
@@ -53,6 +53,12 @@ class DedupeTable:
         # Records whose batch is not committed yet: the engine does not have them, so they
         # must not be lost to the cache's eviction (see `forget_unwritten`).
         self._unwritten: dict[bytes, tuple[int, Result]] = {}
+        # Invariant: when True, every unexpired record the engine holds for the region is in
+        # `_cache` too, so a request id missing there is new and `get` does not ask the
+        # engine (one LMDB miss per new write otherwise). None: not known yet (`_load` finds
+        # out at the first miss); False once a live record was evicted, or when the engine
+        # held more than the cache takes.
+        self._complete: bool | None = None
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -61,6 +67,7 @@ class DedupeTable:
         """Forget the cached records (a snapshot replaced the persisted ones)."""
         self._cache.clear()
         self._unwritten.clear()
+        self._complete = None
 
     def get(self, request_id: bytes, index: int = 0) -> Result | None:
         """The result recorded for `request_id`, unless expired when applying `index`."""
@@ -68,12 +75,33 @@ class DedupeTable:
         if hit is None:
             hit = self._unwritten.get(request_id)
         if hit is None and self._view is not None:
-            raw = self._view.get(CF_APPLY_STATE, self._prefix + _RECORD + request_id)
-            if raw is not None:
-                hit = _decode_record(raw)
+            if self._complete is None:
+                self._load()
+                hit = self._cache.get(request_id)
+            if hit is None and not self._complete:
+                raw = self._view.get(CF_APPLY_STATE, self._prefix + _RECORD + request_id)
+                if raw is not None:
+                    hit = _decode_record(raw)
         if hit is None or hit[0] + self.window < index:
             return None
         return hit[1]
+
+    def _load(self) -> None:
+        """At the first miss: if the engine holds no more records of the region than the
+        cache has room for, cache them all (oldest first, below the newer ones cached
+        already) and stop asking the engine for the request ids the cache lacks."""
+        assert self._view is not None
+        cache = self._cache
+        lo = self._prefix + _RECORD
+        rows = self._view.scan(CF_APPLY_STATE, lo, self._prefix + _BY_INDEX, self.capacity + 1)
+        if len(rows) + len(cache) > self.capacity:
+            self._complete = False
+            return
+        n = len(lo)
+        loaded = sorted(((key[n:], _decode_record(raw)) for key, raw in rows), key=_index_of)
+        self._cache = OrderedDict(loaded)
+        self._cache.update(cache)
+        self._complete = True
 
     def record(
         self, request_id: bytes, result: Result, batch: WriteBatch | None = None, index: int = 0
@@ -81,9 +109,12 @@ class DedupeTable:
         """Remember `result` for `request_id` (and persist it into `batch`). Returns the
         record; the caller hands it to `forget_unwritten` once `batch` is committed."""
         rec = (index, result)
-        self._cache[request_id] = rec
-        while len(self._cache) > self.capacity:
-            self._cache.popitem(last=False)
+        cache = self._cache
+        cache[request_id] = rec
+        while len(cache) > self.capacity:
+            _, (old, _) = cache.popitem(last=False)
+            if old + self.window >= index:
+                self._complete = False  # a live record is in the engine only now
         if batch is not None and self._view is not None:
             self._unwritten[request_id] = rec
             batch.put(CF_APPLY_STATE, self._prefix + _RECORD + request_id, _encode_record(index, result))
@@ -163,3 +194,7 @@ def _decode_record(raw: bytes) -> tuple[int, Result]:
     if obj[1] == 0:
         return obj[0], Applied(tuple(obj[2]))
     return obj[0], CasFailed(obj[2], obj[3])
+
+
+def _index_of(item: tuple[bytes, tuple[int, Result]]) -> int:
+    return item[1][0]

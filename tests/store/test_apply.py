@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from multiraft.engine import CF_KV, MemoryEngine, WriteBatch
+from multiraft.engine import CF_APPLY_STATE, CF_KV, MemoryEngine, WriteBatch
 from multiraft.store.cmd import OP_CAS, OP_DELETE, OP_PUT, Command, Op
 from multiraft.store.dedupe import DedupeTable
 from multiraft.store.kv import Applied, CasFailed, KvApplier
@@ -142,3 +142,43 @@ def test_records_of_a_round_in_flight_outlive_the_cache() -> None:
     assert d.unwritten == 0
     # Committed: the engine answers for it now.
     assert d.get(b"first", 20) == Applied((b"0",))
+
+
+class _CountingEngine(MemoryEngine):
+    """Counts point reads of request-id records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    def get(self, cf: str, key: bytes) -> bytes | None:
+        if cf == CF_APPLY_STATE:
+            self.gets += 1
+        return super().get(cf, key)
+
+
+def test_a_new_request_id_costs_no_engine_read_while_the_cache_holds_every_record() -> None:
+    """The first miss loads the region's records from the engine (a restart: retries of
+    requests applied before it are still refused); then, while the cache holds every live
+    record, a request id it lacks is new without asking the engine. Once a live record was
+    evicted (or there were more than the cache takes) misses ask the engine again."""
+    e = _CountingEngine()
+    d = DedupeTable(e, region_id=5, capacity=4)
+    wb = WriteBatch()
+    for i in range(3):
+        d.record(b"old-%d" % i, Applied((None,)), wb, 10 + i)
+    e.write(wb)
+    fresh = DedupeTable(e, region_id=5, capacity=4)  # after a restart
+    assert fresh.get(b"new-1", 20) is None
+    assert fresh.get(b"old-1", 20) == Applied((None,))  # loaded: refused as a retry
+    assert fresh.get(b"new-2", 20) is None and e.gets == 0
+    wb2 = WriteBatch()
+    fresh.record(b"new-1", Applied((None,)), wb2, 21)  # 4 records: the cache is full
+    assert fresh.get(b"new-3", 22) is None and e.gets == 0
+    fresh.record(b"new-2", Applied((None,)), wb2, 22)  # evicts old-0, still live
+    e.write(wb2)
+    assert fresh.get(b"old-0", 23) == Applied((None,)) and e.gets == 1  # from the engine
+    assert fresh.get(b"new-4", 23) is None and e.gets == 2
+    # More records in the engine than the cache takes: every miss asks the engine.
+    small = DedupeTable(e, region_id=5, capacity=2)
+    assert small.get(b"new-5", 23) is None and e.gets == 3
