@@ -31,7 +31,6 @@ from typing import Any, Final, cast
 from .cache import RegionCache
 from .errors import (
     ClientClosed,
-    ClientError,
     ClientTimeout,
     InvalidRequest,
     ProtocolError,
@@ -141,6 +140,15 @@ class _Connection(asyncio.Protocol):
             if f is fut:
                 del self.pending[rid]
                 return
+
+
+class _NoAnswer(Exception):
+    """An attempt's answer did not come in time (`_expire`)."""
+
+
+def _expire(fut: asyncio.Future[dict[str, Any]]) -> None:
+    if not fut.done():
+        fut.set_exception(_NoAnswer())
 
 
 def _check_key(key: bytes, what: str = "key") -> bytes:
@@ -254,7 +262,7 @@ class AsyncClient:
         def build(r: RegionInfo) -> dict[str, Any]:
             return {"op": "get", "region_id": r.id, "epoch": r.epoch, "key": key}
 
-        _, result = await self._run(f"get {key!r}", key, build, timeout)
+        _, result = await self._run("get", key, build, timeout)
         if result is not None and not isinstance(result, bytes):
             raise ProtocolError(f"get answered {type(result).__name__}")
         return result
@@ -268,7 +276,7 @@ class AsyncClient:
             return {"op": "put", "region_id": r.id, "epoch": r.epoch, "key": key,
                     "value": data, "request_id": request_id}
 
-        await self._run(f"put {key!r}", key, build, timeout)
+        await self._run("put", key, build, timeout)
 
     async def delete(self, key: bytes, *, timeout: float | None = None) -> None:
         key = _check_key(key)
@@ -278,7 +286,7 @@ class AsyncClient:
             return {"op": "delete", "region_id": r.id, "epoch": r.epoch, "key": key,
                     "request_id": request_id}
 
-        await self._run(f"delete {key!r}", key, build, timeout)
+        await self._run("delete", key, build, timeout)
 
     async def cas(
         self, key: bytes, expected: bytes | None, new: bytes | None, *, timeout: float | None = None
@@ -294,7 +302,7 @@ class AsyncClient:
             return {"op": "cas", "region_id": r.id, "epoch": r.epoch, "key": key,
                     "expected": expected, "value": new, "request_id": request_id}
 
-        _, result = await self._run(f"cas {key!r}", key, build, timeout)
+        _, result = await self._run("cas", key, build, timeout)
         return bool(result)
 
     async def scan(
@@ -330,7 +338,7 @@ class AsyncClient:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise ClientTimeout(f"scan [{start!r}, {end!r}): not done within {total}s")
-            region, result = await self._run(f"scan from {lo!r}", lo, build, remaining)
+            region, result = await self._run("scan from", lo, build, remaining)
             if not isinstance(result, list):
                 raise ProtocolError(f"scan answered {type(result).__name__}")
             pairs = [(bytes(k), bytes(v)) for k, v in result]
@@ -373,13 +381,14 @@ class AsyncClient:
 
     async def _run(
         self,
-        what: str,
+        op: str,
         key: bytes,
         build: Callable[[RegionInfo], dict[str, Any]],
         timeout: float | None,
     ) -> tuple[RegionInfo, Any]:
-        """Send `build(region of key)` to the region's leader until it succeeds, retrying
-        what can be retried, for at most `timeout` seconds. Returns (region, result)."""
+        """Send `build(region of key)` (a new map each time) to the region's leader until it
+        succeeds, retrying what can be retried, for at most `timeout` seconds. Returns
+        (region, result). `op` names the call in errors (with the key, formatted only then)."""
         loop = asyncio.get_running_loop()
         total = self.timeout if timeout is None else timeout
         deadline = loop.time() + total
@@ -388,10 +397,10 @@ class AsyncClient:
         last = "no store tried yet"
         while True:
             if self._closed:
-                raise ClientClosed(f"{what}: the client is closed")
+                raise ClientClosed(f"{op} {key!r}: the client is closed")
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise ClientTimeout(f"{what}: no success within {total:g}s (last error: {last})")
+                raise ClientTimeout(f"{op} {key!r}: no success within {total:g}s (last error: {last})")
             region = self.cache.lookup(key)
             if region is None:
                 try:
@@ -420,7 +429,7 @@ class AsyncClient:
                 return region, resp.get("result")
             err = resp.get("error")
             if type(err) is not dict:
-                raise ProtocolError(f"{what}: malformed error {err!r:.200}")
+                raise ProtocolError(f"{op} {key!r}: malformed error {err!r:.200}")
             code = str(err.get("code"))
             message = str(err.get("message", ""))
             last = f"{addr}: {code}: {message}"
@@ -457,9 +466,9 @@ class AsyncClient:
                     hops += 1
                     continue  # a region to try that we did not know of: at once
             elif code == "INVALID_REQUEST":
-                raise InvalidRequest(code, f"{what}: {message}", err)
+                raise InvalidRequest(code, f"{op} {key!r}: {message}", err)
             elif not (err.get("retryable") or code in RETRYABLE_CODES):
-                raise ServerError(code, f"{what}: {message}", err)
+                raise ServerError(code, f"{op} {key!r}: {message}", err)
             failures += 1
             await self._backoff(failures, deadline)
 
@@ -626,11 +635,14 @@ class AsyncClient:
         loop = asyncio.get_running_loop()
         t_end = loop.time() + timeout
         conn = await self._connection(addr, timeout)
-        fut = conn.request(dict(req))
+        fut = conn.request(req)
+        # (A timer on our own future, not asyncio.wait_for: that wraps every attempt in
+        # another future and callbacks, a good part of the client's CPU per request.)
+        timer = loop.call_later(max(0.0, t_end - loop.time()), _expire, fut)
         try:
-            return await asyncio.wait_for(fut, max(0.0, t_end - loop.time()))
-        except TimeoutError:
+            return await fut
+        except _NoAnswer:
             conn.forget(fut)
             raise _Retry(f"{addr}: no answer within {timeout:.3g}s") from None
-        except ClientError:
-            raise
+        finally:
+            timer.cancel()
