@@ -167,6 +167,7 @@ class Batcher(Generic[N]):
         rnd.acks.append((node, rd.number))
         if rd.must_sync:
             rnd.urgent = True
+            rnd.synced_nodes.append(node)
         held = rd.persisted_messages
         if held:
             rnd.held.append((node, held))

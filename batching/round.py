@@ -34,6 +34,7 @@ class Round(Generic[N]):
         "number",
         "batch",
         "acks",
+        "synced_nodes",
         "held",
         "urgent",
         "entries",
@@ -53,6 +54,10 @@ class Round(Generic[N]):
         self.batch = WriteBatch()
         # (node, Ready number) of every Ready handed off, in hand-off order.
         self.acks: list[tuple[N, int]] = []
+        # The nodes of the Readies that raft needed written (`must_sync`: entries, a snapshot,
+        # a term or vote), in hand-off order: the only ones whose acknowledgement may let
+        # raft go on (commit, apply). The others' (commit indexes, messages) changes nothing.
+        self.synced_nodes: list[N] = []
         # (node, persisted messages) to send once the round is durable, in hand-off order.
         self.held: list[tuple[N, list[Message]]] = []
         # Whether anything waits for this round to be durable: an entry, a term or vote, a

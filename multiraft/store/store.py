@@ -394,15 +394,19 @@ class Store(LeaderBalance):
 
     def _poll_persisted(self) -> None:
         """Acknowledge the rounds the writer finished: raft heard `on_persist_ready` (from the
-        batcher); release the messages that waited for the fsync; look at those regions again
-        (persistence may let a leader commit or a follower apply)."""
+        batcher); release the messages that waited for the fsync; look again at the regions
+        whose written Readies carried entries, a snapshot or a vote (persistence may let a
+        leader commit or a follower apply); a Ready of commit indexes and messages only
+        changes nothing once written."""
+        peers, dirty = self.peers, self._dirty
         for rnd in self.batcher.poll_completed():
             self.stats.fsyncs += rnd.synced
             for peer, msgs in rnd.held:
                 self._send_raft(peer, msgs)
-            for peer, _ in rnd.acks:
-                if self.peers.get(peer.region.id) is peer:
-                    self._dirty.add(peer.region.id)
+            for peer in rnd.synced_nodes:
+                rid = peer.region.id
+                if peers.get(rid) is peer:
+                    dirty.add(rid)
 
     def leaders(self) -> int:
         """Regions led here, as the last rounds saw them (O(1): kept up to date)."""

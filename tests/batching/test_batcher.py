@@ -178,6 +178,7 @@ def test_a_lazy_submit_leaves_open_a_round_nothing_waits_on() -> None:
     batcher.add_ready(b, b.ready(n_entries=1))
     rnd = batcher.submit(lazy=True)
     assert rnd is not None and rnd.readies == 2 and engine.stats.commits == 1
+    assert rnd.synced_nodes == [b]  # only its acknowledgement may let raft go on
     assert engine.get(CF_META, b"applied") == b"1"
     # A message held until the write is durable makes it urgent too.
     batcher.add_ready(c, c.ready(n_entries=0, persisted_messages=1))
