@@ -509,6 +509,21 @@ class RawNode(Generic[S]):
         unstable log here; only their durability is pending."""
         self._commit_ready(rd)
 
+    def advance_unwritten(self, rd: Ready) -> None:
+        """Hand back a Ready that has nothing to persist (no entries, snapshot or hard state;
+        no messages that wait for a write): send its messages, apply its committed entries,
+        serve its read states, but no write and no `on_persist_ready` for it. Its record
+        carries nothing to acknowledge (no entry, snapshot or vote), so it goes at once; the
+        Readies before it are still acknowledged by number, in order."""
+        assert (
+            not rd.entries
+            and rd.hs is None
+            and not rd.persisted_messages
+            and not rd.snapshot.metadata.index
+        ), "the Ready has something to persist"
+        self._commit_ready(rd)
+        self.records.pop()
+
     def advance_apply(self) -> None:
         """Everything handed out in committed entries so far is applied."""
         self.raft.commit_apply(self.commit_since_index)

@@ -335,14 +335,21 @@ class Store(LeaderBalance):
                     self._leader_count -= 1
             if rd.read_states:
                 peer.on_read_states(rd.read_states)
-            if rd.snapshot.metadata.index:
+            restored_now = rd.snapshot.metadata.index != 0
+            if restored_now:
                 self._apply_snapshot(peer, batcher.batch, rd.snapshot)
                 restored = True
             if rd.persisted_messages:
                 self._send_heartbeat_responses_now(peer, rd)
-            # Entries, hard state and the snapshot's raft state go into the round's batch; a
-            # leader's messages go out now, the rest once the round is durable.
-            send_now, to_apply = batcher.add_ready(peer, rd)
+            if rd.hs is None and not rd.entries and not rd.persisted_messages and not restored_now:
+                # Nothing to write (a leader's messages, read states, entries to apply): the
+                # Ready stays out of the round (a ReadIndex round's Readies, mostly).
+                node.advance_unwritten(rd)
+                send_now, to_apply = rd.messages, rd.committed_entries
+            else:
+                # Entries, hard state and the snapshot's raft state go into the round's batch;
+                # a leader's messages go out now, the rest once the round is durable.
+                send_now, to_apply = batcher.add_ready(peer, rd)
             self._send_raft(peer, send_now)
             if to_apply:
                 work.append((peer, to_apply))

@@ -405,3 +405,42 @@ def _heartbeat(frm: int, to: int, term: int) -> Message:
     m = new_message(frm, to, MT.MsgHeartbeat)
     m.term = term
     return m
+
+
+def test_a_ready_with_nothing_to_persist_is_handed_back_without_a_write() -> None:
+    """`advance_unwritten`: a Ready of messages or read states only needs no write and
+    leaves no record to acknowledge, while an earlier Ready still waits for its own
+    acknowledgement. One with something to persist is refused."""
+    s = MemStorage()
+    s.wl().apply_snapshot(new_snapshot(1, 1, [1, 2, 3]))
+    node = _node(1, [1, 2, 3], storage=s)
+    node.raft.become_candidate()
+    node.raft.become_leader()
+    rd = node.ready()
+    _persist(node, rd)
+    node.advance(rd)
+    node.raft.raft_log.commit_to(node.raft.raft_log.last_index())
+    rd = node.ready()
+    _persist(node, rd)
+    node.advance(rd)
+    node.read_index(b"r1")  # heartbeats: messages only
+    rd = node.ready()
+    assert rd.messages and rd.hs is None and not rd.entries
+    node.advance_unwritten(rd)
+    assert node.records == []
+    node.propose(b"", b"data")  # entries: written asynchronously, not yet durable
+    rd = node.ready()
+    with pytest.raises(AssertionError):
+        node.advance_unwritten(rd)
+    _persist(node, rd)  # (into the storage's memory: readable, not yet durable)
+    node.advance_append_async(rd)
+    written = rd.number
+    for ctx in (b"r2", b"r3"):
+        node.read_index(ctx)
+        rd = node.ready()
+        node.advance_unwritten(rd)
+    assert [r.number for r in node.records] == [written]  # still waits for its write
+    assert node.raft.raft_log.persisted < node.raft.raft_log.last_index()
+    node.on_persist_ready(written)
+    assert node.records == []
+    assert node.raft.raft_log.persisted == node.raft.raft_log.last_index()

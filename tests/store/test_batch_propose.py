@@ -129,3 +129,19 @@ def test_batch_entries_wait_until_every_store_of_the_region_applies_them() -> No
     c.stores[old].lanes.features = FEATURES  # upgraded
     c.run_for(1.0)
     assert _entries_for_puts(c, leader, 4, b"c") == 1
+
+
+def test_a_read_puts_no_ready_into_the_round() -> None:
+    """The Readies of a ReadIndex round carry messages and read states only: nothing to
+    write, so they stay out of the write round (`RawNode.advance_unwritten`)."""
+    store = _store()
+    store.tick()  # the settled state goes out
+    store.round()
+    batcher = store.batcher
+    readies, rounds = batcher.stats.readies, batcher.stats.rounds
+    got: list[Any] = []
+    store.get(1, b"a", lambda v, e: got.append((v, e)))
+    _drive(store, lambda: got)
+    assert got == [(None, None)]
+    assert not batcher.has_open_writes()
+    assert (batcher.stats.readies, batcher.stats.rounds) == (readies, rounds)
