@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from multiraft.server.localcluster import free_base_port, store_ports
+from multiraft.server.localcluster import store_ports
+from tests.ports import free_test_base_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,7 +54,7 @@ def test_invalid_config_exits_2_with_one_line(tmp_path: Path, args: list[str], m
 
 
 def test_data_dir_of_another_store_exits_2(tmp_path: Path) -> None:
-    client, peer, admin = store_ports(free_base_port(1, start=41000), 1)
+    client, peer, admin = store_ports(free_test_base_port(1), 1)
     addrs = [
         "--client-addr", f"127.0.0.1:{client}", "--peer-addr", f"127.0.0.1:{peer}",
         "--admin-addr", f"127.0.0.1:{admin}",
@@ -117,7 +118,7 @@ def test_bare_server_is_a_single_store_node(tmp_path: Path) -> None:
 
 
 def test_json_logs(tmp_path: Path) -> None:
-    client, peer, admin = store_ports(free_base_port(1, start=42000), 1)
+    client, peer, admin = store_ports(free_test_base_port(1), 1)
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "multiraft", "server", "--log-format", "json",
@@ -137,7 +138,7 @@ def test_json_logs(tmp_path: Path) -> None:
 
 
 def test_playground_starts_and_stops(tmp_path: Path) -> None:
-    base = free_base_port(4, start=43000)
+    base = free_test_base_port(4)
     p = subprocess.run(
         [
             sys.executable, "-m", "multiraft", "playground", "--stores", "3",
@@ -155,7 +156,7 @@ def test_playground_starts_and_stops(tmp_path: Path) -> None:
 
 
 def test_playground_stops_on_sigterm(tmp_path: Path) -> None:
-    base = free_base_port(2, start=44000)
+    base = free_test_base_port(2)
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "multiraft", "playground", "--stores", "1",
@@ -181,7 +182,7 @@ def test_playground_stops_on_sigterm(tmp_path: Path) -> None:
 def test_sigterm_during_the_start_stops_the_store(tmp_path: Path) -> None:
     """A store bootstrapping 1,000,000 regions (minutes) stops at a SIGTERM where it is,
     before it serves, with status 0 and the data dir unlocked, not once its start is over."""
-    client, peer, admin = store_ports(free_base_port(1, start=42000), 1)
+    client, peer, admin = store_ports(free_test_base_port(1), 1)
     args = [
         "--client-addr", f"127.0.0.1:{client}", "--peer-addr", f"127.0.0.1:{peer}",
         "--admin-addr", f"127.0.0.1:{admin}", "--data-dir", str(tmp_path / "d"),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from multiraft.server.datadir import LOCK_FILE
-from multiraft.server.localcluster import free_base_port
+from tests.ports import free_test_base_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +43,7 @@ def _until(q: queue.Queue[str | None], pattern: str, seen: list[str]) -> str:
 
 
 def test_a_store_that_dies_is_reported_and_its_log_kept(tmp_path: Path) -> None:
-    base = free_base_port(4, start=48000)
+    base = free_test_base_port(4)
     pg = subprocess.Popen(
         [
             sys.executable, "-m", "multiraft", "playground", "--stores", "3",
@@ -86,7 +86,7 @@ def test_a_store_that_dies_is_reported_and_its_log_kept(tmp_path: Path) -> None:
 def test_ctrl_c_while_waiting_for_leaders_stops_the_cluster(tmp_path: Path) -> None:
     """The stores never tick (a base tick of 1,000 s), so no region gets a leader: a SIGINT
     must not wait for the (long) ready timeout."""
-    base = free_base_port(4, start=48000)
+    base = free_test_base_port(4)
     pg = subprocess.Popen(
         [
             sys.executable, "-m", "multiraft", "playground", "--stores", "3",

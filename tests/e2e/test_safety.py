@@ -13,7 +13,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from multiraft.server.localcluster import free_base_port, store_ports
+from multiraft.server.localcluster import store_ports
+from tests.ports import free_test_base_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +58,7 @@ def _wait_leader(admin: str, proc: subprocess.Popen[str], timeout: float = 60) -
 def test_second_server_on_the_same_data_dir_exits_2(tmp_path: Path) -> None:
     from multiraft.client import Client
 
-    base = free_base_port(2, start=45000)
+    base = free_test_base_port(2)
     data = ["--data-dir", str(tmp_path / "d")]
     first = _server([*_addr_args(base, 1), *data], tmp_path)
     try:
@@ -84,7 +85,7 @@ def test_second_server_on_the_same_data_dir_exits_2(tmp_path: Path) -> None:
 
 
 def test_port_in_use_exits_2_and_creates_nothing(tmp_path: Path) -> None:
-    base = free_base_port(1, start=46000)
+    base = free_test_base_port(1)
     args = _addr_args(base, 1)
     _, peer, _ = store_ports(base, 1)
     with socket.socket() as busy:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from multiraft.client import Client, ClientError
-from multiraft.server.localcluster import LocalCluster, free_base_port
+from multiraft.server.localcluster import LocalCluster
+from tests.ports import free_test_base_port
 
 from .conftest import make_cluster
 from .test_admin_ops import ctl, ctl_json
@@ -185,7 +186,7 @@ def test_split_and_merge_errors_change_nothing(tmp_path: Path) -> None:
 
 
 def _playground(tmp_path: Path, *server_args: str) -> tuple[subprocess.Popen[str], int]:
-    base = free_base_port(5, start=random.randrange(30000, 38000, 100))
+    base = free_test_base_port(5)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [
         sys.executable, "-m", "multiraft", "playground", "--stores", "3", "--initial-regions",

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from multiraft.server.localcluster import free_base_port, store_ports
+from multiraft.server.localcluster import store_ports
+from tests.ports import free_test_base_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ def _run(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 def test_kv_against_a_stopped_store_fails_at_connect(tmp_path: Path) -> None:
-    client, peer, admin = store_ports(free_base_port(1, start=47000), 1)
+    client, peer, admin = store_ports(free_test_base_port(1), 1)
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "multiraft", "server", "--data-dir", str(tmp_path / "d"),

@@ -32,9 +32,10 @@ from hypothesis import strategies as st
 from multiraft.client import AsyncClient
 from multiraft.proto.serverpb_pb2 import RegionEpoch
 from multiraft.server.config import load_config
-from multiraft.server.localcluster import free_base_port, store_ports
+from multiraft.server.localcluster import store_ports
 from multiraft.server.node import StoreNode
 from multiraft.store.errors import InvalidRequest, RegionBusy
+from tests.ports import free_test_base_port
 
 from .support import (
     fan_out,
@@ -62,7 +63,7 @@ class Node:
 
     def __init__(self, tmp: Path) -> None:
         self.loop = asyncio.new_event_loop()
-        base = free_base_port(3, start=41000)
+        base = free_test_base_port(3)
         ports = store_ports(base, 1)
         cfg = load_config(None, {
             "store_id": 1,

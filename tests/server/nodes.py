@@ -11,8 +11,9 @@ from typing import Any
 import aiohttp
 
 from multiraft.server.config import load_config
-from multiraft.server.localcluster import free_base_port, store_ports
+from multiraft.server.localcluster import store_ports
 from multiraft.server.node import StoreNode
+from tests.ports import free_test_base_port
 
 
 def node_config(
@@ -40,7 +41,7 @@ class Nodes:
     def __init__(self, tmp: Path, stores: int, **extra: Any) -> None:
         self.tmp = tmp
         self.n = stores
-        self.base = free_base_port(stores + 2, start=30000 + (hash(tmp) % 200) * 100)
+        self.base = free_test_base_port(stores + 2)
         self.extra = extra
         self.nodes: dict[int, StoreNode] = {}
 
