@@ -827,6 +827,45 @@ class Raft(Generic[S]):
         assert ok, "appending an empty entry should never be dropped"
         self.logger.debug("became leader at term %d", self.term)
 
+    def lead_at_bootstrap(self) -> bool:
+        """Become leader of the current term without an election: the group's bootstrap
+        made every voter persist a vote for this node at this term before any of them sent
+        or received a message. Returns whether it did (False, and nothing changes, if the
+        node is not a follower that voted for itself at its term with no entry of that term
+        in its log, or is no voter of a single-configuration group).
+
+        Safety (Election Safety, paper §5.2): a node wins a term by the votes of a quorum,
+        and a vote is cast once per term and persisted before it is sent. Every voter's
+        first durable state is (term, vote = this node), so no other candidate can collect
+        a single vote at this term: this node is the only possible leader of it, and the
+        votes it would have asked for are already its own. Any other node that campaigns
+        does so at a later term: ordinary raft. A replica created later by a message is no
+        voter of this configuration's bootstrap and cannot campaign at this term either.
+
+        The caller's duty: call it at most once per term over the node's whole life. A
+        leader's messages leave before its own entries are durable, so a restarted node
+        whose log lost its term's entries would pass the check below and append different
+        entries at the same (index, term) as those its followers hold: Log Matching would
+        break. A host calls it only in the process that wrote the bootstrap state (never
+        after a restart), and the check on the log's last term refuses the common case
+        anyway."""
+        if (
+            self.state != StateRole.Follower
+            or not self.promotable
+            or self.vote != self.id
+            or self.leader_id != INVALID_ID
+            or self.raft_log.last_term() >= self.term
+            or self.prs.conf.voters.outgoing
+            or self.raft_log.unstable.snapshot is not None
+        ):
+            return False
+        # (become_leader's reset keeps the term and this node's vote.)
+        self.state = StateRole.Candidate
+        self.become_leader()
+        self.bcast_append()
+        self.logger.debug("leads term %d as the bootstrap's designated replica", self.term)
+        return True
+
     # -- ticks ----------------------------------------------------------------------------
 
     def tick(self) -> bool:

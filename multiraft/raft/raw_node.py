@@ -233,6 +233,13 @@ class RawNode(Generic[S]):
         """Start an election now (a no-op on a leader)."""
         self.raft.step(Message(msg_type=MessageType.MsgHup))
 
+    def lead_at_bootstrap(self) -> bool:
+        """Become leader of the current term without an election, as the replica every
+        voter persisted its bootstrap vote for (see `Raft.lead_at_bootstrap`: at most once
+        per term over the node's life, in the process that wrote the bootstrap state).
+        Returns whether it did."""
+        return self.raft.lead_at_bootstrap()
+
     def propose(self, context: bytes, data: bytes) -> None:
         """Propose `data` to be appended to the log. Raises `ProposalDropped`."""
         m = Message(msg_type=MessageType.MsgPropose, from_=self.raft.id)

@@ -52,6 +52,7 @@ from multiraft.raft import (
     Entry,
     EntryType,
     Error,
+    HardState,
     Message,
     MessageType,
     RaftLog,
@@ -129,6 +130,9 @@ class Simulator:
     """A seeded random run over a cluster of `SimNode`s."""
 
     seed: int
+    # Bootstrap as a store does (`Raft.lead_at_bootstrap`): every voter's first durable state
+    # is term 2 with a vote for the first voter, which leads term 2 at once, unelected.
+    bootstrap_leader: bool = False
     rng: random.Random = field(init=False)
     options: SimOptions = field(init=False)
     nodes: dict[int, SimNode] = field(init=False)
@@ -158,11 +162,18 @@ class Simulator:
         genesis = self._genesis()
         genesis_rec = AppliedRecord(1, GENESIS_KIND, b"")
         genesis_conf = conf_key(genesis.metadata.conf_state)
+        designated = opts.voters[0]
         for id in opts.voters + opts.learners:
             self.nodes[id].bootstrap(genesis)
+            if self.bootstrap_leader and id in opts.voters:
+                self.nodes[id].disk.set_hardstate(HardState(term=2, vote=designated, commit=1))
             self.checker.apply(id, 1, genesis_rec, genesis_conf)
         for node in self.nodes.values():
             self._start(node)
+        if self.bootstrap_leader:
+            led = self.nodes[designated].node().lead_at_bootstrap()
+            assert led, "the designated voter did not take the lead"
+            self._log(f"bootstrap: {designated} leads term 2")
 
     def _genesis(self) -> Snapshot:
         """Index 1, term 1: the group's initial configuration, as a snapshot (new members
@@ -633,26 +644,26 @@ def _term_at(log: RaftLog[SimStorage]) -> Callable[[int], int | None]:
     return term_at
 
 
-def run_seed(seed: int, steps: int = DEFAULT_STEPS) -> SimStats:
+def run_seed(seed: int, steps: int = DEFAULT_STEPS, bootstrap_leader: bool = False) -> SimStats:
     """Run one seed; raises `SimulationFailure` (without shrinking) on a violation."""
-    return Simulator(seed).run(steps)
+    return Simulator(seed, bootstrap_leader).run(steps)
 
 
-def check_seed(seed: int, steps: int = DEFAULT_STEPS) -> SimStats:
+def check_seed(seed: int, steps: int = DEFAULT_STEPS, bootstrap_leader: bool = False) -> SimStats:
     """Run one seed; on a violation, raise `SimulationFailure` with the shortest failing
     prefix, confirmed by re-running the seed truncated to it."""
     try:
-        return run_seed(seed, steps)
+        return run_seed(seed, steps, bootstrap_leader)
     except SimulationFailure as failure:
-        raise _shortest(failure) from failure.cause
+        raise _shortest(failure, bootstrap_leader) from failure.cause
 
 
-def _shortest(failure: SimulationFailure) -> SimulationFailure:
+def _shortest(failure: SimulationFailure, bootstrap_leader: bool = False) -> SimulationFailure:
     """Re-run the failing seed truncated to the failing step (it must fail the same way) and
     to one step fewer (it must pass): that prefix is then the shortest one."""
     seed, step = failure.seed, failure.step
     try:
-        Simulator(seed).run(step)
+        Simulator(seed, bootstrap_leader).run(step)
         same = "NOT reproduced by a re-run: the run is not deterministic"
     except SimulationFailure as again:
         if again.step == step and str(again.cause) == str(failure.cause):
@@ -660,7 +671,7 @@ def _shortest(failure: SimulationFailure) -> SimulationFailure:
         else:
             same = f"a re-run fails differently at step {again.step}: {again.cause}"
     try:
-        Simulator(seed).run(step - 1)
+        Simulator(seed, bootstrap_leader).run(step - 1)
         before = f"{step - 1} steps pass"
     except SimulationFailure as earlier:
         before = f"{step - 1} steps fail at step {earlier.step}"
@@ -679,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1000, help="how many seeds")
     parser.add_argument("--start", type=int, default=0, help="first seed")
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="steps per seed")
+    parser.add_argument("--bootstrap-leader", action="store_true",
+                        help="start each seed with the first voter leading term 2 unelected")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     parser.add_argument("--trace", action="store_true",
                         help="print the whole trace of every seed (for one seed)")
@@ -688,11 +701,11 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[dict[str, object]] = []
     every = max(1, args.seeds // 20)
     for i, seed in enumerate(range(args.start, args.start + args.seeds), 1):
-        sim = Simulator(seed)
+        sim = Simulator(seed, args.bootstrap_leader)
         try:
             sim.run(args.steps)
         except SimulationFailure as f:
-            failure = _shortest(f)
+            failure = _shortest(f, args.bootstrap_leader)
             print(failure, file=sys.stderr)
             failures.append({"seed": seed, "step": failure.step,
                              "error": f"{type(f.cause).__name__}: {f.cause}"})
