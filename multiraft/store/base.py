@@ -26,6 +26,8 @@ __all__ = [
     "StoreBase",
     "SendSnapshot",
     "RAFT_INIT_LOG_INDEX",
+    "BOOTSTRAP_TERM",
+    "designated_store",
     "MAX_SAMPLES",
     "initial_peer_id",
     "MAX_INITIAL_REGIONS",
@@ -37,6 +39,11 @@ __all__ = [
 # later has an empty log, below it, so it always catches up with a snapshot that carries the
 # region's data and membership.
 RAFT_INIT_LOG_INDEX = 5
+# The first term of a new cluster's regions: every initial replica's first durable state is
+# this term with its vote for the region's designated replica (`designated_store`), which
+# leads it without an election (`RawNode.lead_at_bootstrap`). Split-born regions start at
+# RAFT_INIT_LOG_INDEX and elect as usual.
+BOOTSTRAP_TERM = RAFT_INIT_LOG_INDEX + 1
 # Latency samples kept between two metrics flushes (the flush takes and clears them).
 MAX_SAMPLES: Final = 1 << 16
 # What this store's code understands, announced to the other stores in every frame of raft
@@ -174,6 +181,13 @@ class StoreStats:
 MAX_INITIAL_REGIONS: Final = 1 << 20
 
 
+def designated_store(region_id: int, store_ids: list[int]) -> int:
+    """The store whose replica of `region_id` campaigns (or, at bootstrap, leads) first among
+    the voters on `store_ids`: by region id, so leaders spread evenly over the stores."""
+    stores = sorted(store_ids)
+    return stores[region_id % len(stores)]
+
+
 def initial_peer_id(region_id: int, store_id: int) -> int:
     """Peer ids of bootstrapped regions: every store derives the same ones. Later ids come
     from the id allocator, (store_id << 40) | counter, which never collides with these."""
@@ -261,6 +275,10 @@ class StoreBase:
         # Regions whose replica here was chosen to campaign first: (region id, the tick from
         # which it may), oldest first (`lifecycle._schedule_election`).
         self._campaigns: deque[tuple[int, int]] = deque()
+        # Regions whose bootstrap state (a vote for the replica here) this process wrote:
+        # that replica leads the bootstrap term unelected when its campaign comes up, once
+        # (never after a restart: `Raft.lead_at_bootstrap` says why).
+        self._bootstrap_leads: set[int] = set()
         # Hibernated leaders to wake, oldest first, a wave a tick (`hibernate._on_store_back`).
         self._wakeups: deque[int] = deque()
         # Regions led here (as the rounds saw the role changes), and the counters of the

@@ -33,6 +33,7 @@ from multiraft.proto.serverpb_pb2 import (
 from multiraft.raft import StateRole
 from router.codec import encode_batch
 
+from .base import BOOTSTRAP_TERM
 from .errors import InvalidRequest
 from .lifecycle import PeerLifecycle
 from .peer import NOBODY, Peer
@@ -164,7 +165,8 @@ class Hibernation(PeerLifecycle):
     def _start_campaigns(self, clock: int) -> None:
         """The campaigns `_schedule_election` chose this store for, in order, at most
         `_CAMPAIGNS_PER_TICK` a tick; each once a quorum of its voters' stores is heard from
-        (at start, the others may not be up yet)."""
+        (at start, the others may not be up yet). A region of a cluster this process just
+        bootstrapped is led at once instead, without an election (`bootstrap`)."""
         started = 0
         campaigns = self._campaigns
         while campaigns and started < _CAMPAIGNS_PER_TICK:
@@ -174,6 +176,7 @@ class Hibernation(PeerLifecycle):
             campaigns.popleft()
             peer = self.peers.get(rid)
             if peer is None or peer.node.leader_id() or peer.node.role() != StateRole.Follower:
+                self._bootstrap_leads.discard(rid)
                 continue  # a leader emerged meanwhile (or this replica is gone)
             voters = [p.store_id for p in peer.region.peers if p.role == Voter]
             heard = sum(
@@ -184,7 +187,16 @@ class Hibernation(PeerLifecycle):
             if heard * 2 <= len(voters):
                 campaigns.append((rid, clock + 1))
                 continue
-            peer.node.campaign()
+            node = peer.node
+            if rid in self._bootstrap_leads:
+                self._bootstrap_leads.discard(rid)
+                # The bootstrap this process wrote made every replica vote for this one at
+                # BOOTSTRAP_TERM (a later term's vote for itself was a campaign it may have
+                # lost: never lead that one unelected).
+                if node.term() != BOOTSTRAP_TERM or not node.lead_at_bootstrap():
+                    node.campaign()
+            else:
+                node.campaign()
             self._wake(rid)
             started += 1
 

@@ -33,6 +33,7 @@ from multiraft.proto.serverpb_pb2 import (
 )
 from multiraft.raft import (
     Config,
+    HardState,
     MessageType,
     RawNode,
     ReadOnlyOption,
@@ -43,7 +44,7 @@ from multiraft.raft import (
     default_logger,
 )
 
-from .base import RAFT_INIT_LOG_INDEX, initial_peer_id
+from .base import BOOTSTRAP_TERM, RAFT_INIT_LOG_INDEX, designated_store, initial_peer_id
 from .dedupe import dedupe_bounds
 from .errors import RegionNotFound, StoreError
 from .membership import conf_state_from_region
@@ -77,6 +78,12 @@ _VOTES = frozenset({MessageType.MsgRequestVote, MessageType.MsgRequestPreVote})
 _MAX_PENDING_VOTES = 1024
 
 
+def _was_led(peer: Peer) -> bool:
+    """Whether the region had a leader this replica heard of: every leader's first entry
+    lies past the initial log (`RAFT_INIT_LOG_INDEX`)."""
+    return peer.node.last_index() > RAFT_INIT_LOG_INDEX
+
+
 class PeerLifecycle(Outbox):
     """Creating, recovering and destroying the peers of this store."""
 
@@ -84,7 +91,14 @@ class PeerLifecycle(Outbox):
         """First start of a brand-new cluster: write the store ident and the initial regions
         (evenly split key ranges, one peer on each initial store), each starting at log index
         `RAFT_INIT_LOG_INDEX`. Every initial store derives the same regions. A store that
-        already holds data is left as it is."""
+        already holds data is left as it is.
+
+        No region needs an election: every replica's first hard state is `BOOTSTRAP_TERM`
+        with a vote for the region's designated replica (`designated_store`), durable
+        before this store sends or answers anything, so the designated replica leads that
+        term unelected (`_start_campaigns`, through `RawNode.lead_at_bootstrap`), and no
+        other replica can win it. A designated store that never starts leaves its regions
+        to the others: they campaign after their hold-back, at a later term."""
         if self.engine.get(CF_META, _STORE_IDENT) is not None:
             self.open(cluster_id)
             return
@@ -92,11 +106,15 @@ class PeerLifecycle(Outbox):
         wb = WriteBatch()
         keys = [b"", *split_keys(initial_regions), b""]
         init = RAFT_INIT_LOG_INDEX
+        leads = set()
         for i in range(initial_regions):
             rid = i + 1
             region = new_region(
                 rid, keys[i], keys[i + 1], [(initial_peer_id(rid, s), s) for s in store_ids]
             )
+            designated = designated_store(rid, store_ids)
+            if designated == self.store_id:
+                leads.add(rid)
             wb.put(
                 CF_RAFT_STATE,
                 region_state_key(rid),
@@ -104,12 +122,16 @@ class PeerLifecycle(Outbox):
             )
             snap = Snapshot(metadata=SnapshotMetadata(index=init, term=init))
             snap.metadata.conf_state.voters.extend(p.id for p in region.peers)
-            RegionStorage(self.engine, rid).apply_snapshot(wb, snap)
+            storage = RegionStorage(self.engine, rid)
+            storage.apply_snapshot(wb, snap)
+            vote = initial_peer_id(rid, designated)
+            storage.set_hard_state(wb, HardState(term=BOOTSTRAP_TERM, vote=vote, commit=init))
             state = RaftApplyState(applied_index=init, applied_term=init)
             wb.put(CF_APPLY_STATE, apply_state_key(rid), state.SerializeToString())
         wb.put(CF_META, _STORE_IDENT, f"{cluster_id}:{self.store_id}".encode())
         self.engine.write(wb, sync=True)
         wb.run_commit_hooks()
+        self._bootstrap_leads = leads
         self.open(cluster_id)
 
     def join(self, cluster_id: int) -> None:
@@ -147,9 +169,9 @@ class PeerLifecycle(Outbox):
                     self._merging.add(region_id)
                 if peer.initialized:
                     self._schedule_election(peer)
-                    if peer.merge_state is None and peer.node.term() <= RAFT_INIT_LOG_INDEX:
-                        # Never elected (a new cluster): nothing to tick for until its
-                        # designated replica campaigns (`_start_campaigns` wakes it; its
+                    if peer.merge_state is None and not _was_led(peer):
+                        # Never led (a new cluster): nothing to tick for until its
+                        # designated replica leads or campaigns (`_start_campaigns` wakes it; its
                         # votes wake the others) or a store falls silent (the regions
                         # without a leader wake). 100,000 awake regions cost seconds a tick.
                         self._awake.discard(region_id)
@@ -234,11 +256,11 @@ class PeerLifecycle(Outbox):
         leaders wake up to tell this one (`_on_store_back`), so the chosen replica waits a
         few election timeouts for that before it campaigns (a whole cluster restarted still
         elects then). Campaigns start at most `_CAMPAIGNS_PER_TICK` a tick."""
-        stores = sorted(
+        stores = [
             p.store_id
             for p in peer.region.peers
             if p.role == Voter and p.store_id != gone and p.store_id not in self._suspected
-        )
+        ]
         if self.store_id not in stores:
             return  # a learner here, or this store is not among the chosen's candidates
         node = peer.node
@@ -247,11 +269,11 @@ class PeerLifecycle(Outbox):
             # (A couple of ticks: the other stores notice the silence too, and stop
             # honouring the old leader's lease.)
             wait = 2
-        elif node.term() > RAFT_INIT_LOG_INDEX:
+        elif _was_led(peer):
             wait = 3 * election
         else:
             wait = 0
-        if stores[peer.region.id % len(stores)] == self.store_id:
+        if designated_store(peer.region.id, stores) == self.store_id:
             node.forget_leader(wait)
             self._campaigns.append((peer.region.id, self.lanes.clock + wait))
         else:

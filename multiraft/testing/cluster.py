@@ -112,7 +112,13 @@ class SimCluster:
         # The region layout the clients route by (refreshed when a store says it changed).
         self._layout: list[Region] = []
         if elect:
-            self.run_until(self.all_regions_have_leaders, timeout=60)
+            # (Until the stores' rounds counted them too: a bootstrap's designated replicas
+            # become leaders in a tick, before any round ran.)
+            self.run_until(
+                lambda: self.all_regions_have_leaders()
+                and sum(s.leaders() for s in self.stores.values()) >= initial_regions,
+                timeout=60,
+            )
 
     # -- stores -------------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from multiraft.raft import MessageType
+from multiraft.store.base import BOOTSTRAP_TERM
 from multiraft.testing import SimCluster
 
 N = 300
@@ -19,6 +21,68 @@ def _leader_stores(c: SimCluster) -> Counter[int]:
 
 def _awake(c: SimCluster, stores: list[int]) -> int:
     return sum(c.stores[s].awake_regions() for s in stores)
+
+
+_VOTES = (
+    MessageType.MsgRequestVote,
+    MessageType.MsgRequestPreVote,
+    MessageType.MsgRequestVoteResponse,
+    MessageType.MsgRequestPreVoteResponse,
+)
+
+
+def _votes_sent(c: SimCluster) -> int:
+    return sum(s.stats.sent_by_type.get(t, 0) for s in c.stores.values() for t in _VOTES)
+
+
+def _leader_terms(c: SimCluster) -> dict[int, tuple[int, int]]:
+    """region -> (store, term) of its leader (the highest term's)."""
+    out: dict[int, tuple[int, int]] = {}
+    for sid, store in c.stores.items():
+        for rid, p in store.peers.items():
+            if p.is_leader() and p.node.term() > out.get(rid, (0, 0))[1]:
+                out[rid] = (sid, p.node.term())
+    return out
+
+
+def test_a_new_cluster_is_led_without_a_single_vote() -> None:
+    """Every replica's bootstrap state is a vote for the designated replica at the first
+    term: that replica leads it at once, unelected."""
+    c = SimCluster(stores=3, seed=9, initial_regions=N)
+    c.run_for(3.0)
+    assert _votes_sent(c) == 0
+    led = _leader_terms(c)
+    assert len(led) == N
+    assert all(term == BOOTSTRAP_TERM and sid == rid % 3 + 1 for rid, (sid, term) in led.items())
+    # A restarted designated store is not let lead again unelected: it follows.
+    c.crash(1)
+    c.restart(1)
+    c.run_for(3.0)
+    assert all(not p.is_leader() or p.node.term() > BOOTSTRAP_TERM for p in c.stores[1].peers.values())
+    c.put(b"\x00\x02", b"v")
+    assert c.get(b"\x00\x02") == b"v"
+
+
+def test_the_others_elect_when_a_designated_store_never_starts() -> None:
+    """A designated store that is down from the start (its bootstrap written, never run):
+    its regions are elected by the others after their hold-back, at a later term; the rest
+    keep their unelected leaders."""
+    c = SimCluster(stores=3, seed=10, initial_regions=N, elect=False)
+    c.crash(1)
+    c.run_until(lambda: len(_leader_terms(c)) == N, timeout=60)
+    for rid, (sid, term) in _leader_terms(c).items():
+        if rid % 3 == 0:  # designated: store 1
+            assert sid in (2, 3) and term > BOOTSTRAP_TERM
+        else:
+            assert (sid, term) == (rid % 3 + 1, BOOTSTRAP_TERM)
+    c.put(b"\x00\x03", b"v")
+    # It starts late (a restart: it reads its bootstrap from disk) and follows.
+    c.restart(1)
+    c.run_until(lambda: all(p.node.leader_id() for p in c.stores[1].peers.values()), timeout=60)
+    assert c.stores[1].leaders() == 0 or all(
+        p.node.term() > BOOTSTRAP_TERM for p in c.stores[1].peers.values() if p.is_leader()
+    )
+    assert c.get(b"\x00\x03") == b"v"
 
 
 def test_leaders_spread_by_region_id_and_every_region_hibernates() -> None:
