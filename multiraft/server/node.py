@@ -60,6 +60,8 @@ def store_config_from(config: ServerConfig) -> StoreConfig:
         election_ticks=config.election_ticks,
         heartbeat_ticks=config.heartbeat_ticks,
         suspect_ticks=config.suspect_ticks(),
+        # (Ten suspicion times: 30 s at the default ticks.)
+        startup_grace_ticks=10 * config.suspect_ticks(),
         check_quorum=config.check_quorum,
         pre_vote=config.pre_vote,
         lease_reads=config.lease_reads,

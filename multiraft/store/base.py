@@ -68,6 +68,11 @@ class StoreConfig:
     # timeout, a store whose event loop stalls a moment under load (a round of thousands
     # of regions) is not taken for dead, and its regions' leaders are not deposed.
     suspect_ticks: int = 0
+    # A store not heard from at all since this one started is suspected only after this
+    # many ticks (if more than `suspect_ticks`): stores of a new cluster finish opening
+    # their regions at different times (tens of seconds apart at 100,000 regions), and a
+    # late one must not see the regions it was to lead elected elsewhere meanwhile.
+    startup_grace_ticks: int = 0
     check_quorum: bool = True
     pre_vote: bool = True
     max_size_per_msg: int = 1 << 20

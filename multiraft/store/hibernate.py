@@ -102,8 +102,12 @@ class Hibernation(PeerLifecycle):
                 )
                 self.stats.frames_sent += 1
         self._sent_since_tick = set()
+        grace = max(suspect, self.config.startup_grace_ticks)
         for store, heard in self._last_heard.items():
-            if clock - heard >= suspect and store not in self._suspected:
+            if (
+                clock - heard >= (suspect if store in self._heard else grace)
+                and store not in self._suspected
+            ):
                 self._suspected.add(store)
                 self._wake_regions_led_from(store)
 

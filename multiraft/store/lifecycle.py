@@ -76,6 +76,10 @@ _CREATING_MSGS = frozenset(
 _LEASE_SHARE = 0.8
 _VOTES = frozenset({MessageType.MsgRequestVote, MessageType.MsgRequestPreVote})
 _MAX_PENDING_VOTES = 1024
+# A lane to another store holds at least this many messages per region here (a round over
+# every region sends a few per region to each store: a heartbeat or an append, a response,
+# a hibernation message). The lanes' own bound (16,384) stays the floor.
+_LANE_MESSAGES_PER_REGION = 4
 
 
 def _was_led(peer: Peer) -> bool:
@@ -236,6 +240,12 @@ class PeerLifecycle(Outbox):
         if c.lease_reads and self._clock is not None:
             peer.lease_seconds = c.election_ticks * c.base_tick_seconds * _LEASE_SHARE
         self.peers[region.id] = peer
+        lanes = self.lanes
+        if len(self.peers) * _LANE_MESSAGES_PER_REGION > lanes.max_lane_messages:
+            # A round over every region (a wave of elections, heartbeats, hibernation
+            # requests) must not overflow a lane: dropped votes and heartbeats are elections
+            # repeated, and more rounds like it.
+            lanes.max_lane_messages = len(self.peers) * _LANE_MESSAGES_PER_REGION
         self._dirty.add(region.id)
         self._awake.add(region.id)
         for p in region.peers:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 
 from multiraft.raft import MessageType
-from multiraft.store.base import BOOTSTRAP_TERM
+from multiraft.store.base import BOOTSTRAP_TERM, StoreConfig
 from multiraft.testing import SimCluster
 
 N = 300
@@ -83,6 +83,25 @@ def test_the_others_elect_when_a_designated_store_never_starts() -> None:
         p.node.term() > BOOTSTRAP_TERM for p in c.stores[1].peers.values() if p.is_leader()
     )
     assert c.get(b"\x00\x03") == b"v"
+
+
+def test_a_store_never_heard_from_gets_the_startup_grace() -> None:
+    """Stores of a new cluster come up at different times: one not heard from at all is
+    suspected only after `startup_grace_ticks`, so the regions it is to lead are not elected
+    elsewhere meanwhile; it leads them once it is up. Past the grace, the others elect."""
+    cfg = StoreConfig(startup_grace_ticks=100)
+    c = SimCluster(stores=3, seed=11, initial_regions=N, elect=False, store_config=cfg)
+    c.crash(1)
+    c.run_for(8.0)
+    assert c.stores[2].suspected_stores() == frozenset()
+    led = _leader_terms(c)
+    assert sorted(led) == [rid for rid in range(1, N + 1) if rid % 3 != 0]
+    c.restart(1)
+    c.run_until(lambda: len(_leader_terms(c)) == N, timeout=30)
+    assert all(sid == rid % 3 + 1 for rid, (sid, _) in _leader_terms(c).items())
+    # Heard once, a store falls under the ordinary suspicion time again.
+    c.crash(1)
+    c.run_until(lambda: 1 in c.stores[2].suspected_stores(), timeout=3)
 
 
 def test_leaders_spread_by_region_id_and_every_region_hibernates() -> None:
