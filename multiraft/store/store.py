@@ -306,7 +306,7 @@ class Store(LeaderBalance):
             replay, self._replay = self._replay, []
             for m in replay:
                 self.on_raft_message(m)
-        dirty, self._dirty = self._dirty, set()
+        dirty = self._take_dirty()
         now = self._clock() if self._clock is not None else None
         batcher = self.batcher
         work: list[tuple[Peer, list[Any]]] = []

@@ -104,6 +104,25 @@ def test_a_store_never_heard_from_gets_the_startup_grace() -> None:
     c.run_until(lambda: 1 in c.stores[2].suspected_stores(), timeout=3)
 
 
+def test_a_round_handles_a_bounded_number_of_regions() -> None:
+    """With `max_regions_per_round`, a round takes that many of the regions with work; the
+    rest stay for the next rounds (none starved), and the cluster runs as before."""
+    cfg = StoreConfig(max_regions_per_round=16)
+    c = SimCluster(stores=3, seed=12, initial_regions=N, elect=False, store_config=cfg)
+    store = c.stores[1]
+    assert len(store._dirty) == N  # every region opened
+    store.round()
+    assert len(store._dirty) == N - 16
+    while store._dirty:
+        store.round()
+    assert store.stats.rounds == N // 16 + (N % 16 > 0)
+    c.run_until(lambda: len(_leader_terms(c)) == N, timeout=30)
+    assert _votes_sent(c) == 0
+    c.put(b"\x00\x04", b"v")
+    c.run_until(lambda: _awake(c, [1, 2, 3]) == 0, timeout=30)
+    assert c.get(b"\x00\x04") == b"v"
+
+
 def test_leaders_spread_by_region_id_and_every_region_hibernates() -> None:
     c = SimCluster(stores=3, seed=5, initial_regions=N)
     # The designated replica (by region id among the sorted stores) won everywhere: no
