@@ -42,7 +42,12 @@ class LeaderBalance(Promotions):
 
     def balance_leaders(self) -> int:
         """Start up to `leader_balance_batch` leader transfers if this store leads clearly
-        more regions than its share; returns how many were started."""
+        more regions than its share; returns how many were started. Not while this store
+        still has campaigns to start, nor within the startup grace (`startup_grace_ticks`):
+        a store still starting tells a leader count of 0 while its bootstrap leaders are on
+        the way, and transfers to it would only add elections to the start."""
+        if self._campaigns or self.lanes.clock < self.config.startup_grace_ticks:
+            return 0
         others = {
             sid: n
             for sid, n in self._leader_counts.items()

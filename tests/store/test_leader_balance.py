@@ -68,7 +68,9 @@ def test_a_restarted_store_gets_its_share_of_1000_leaders_back_without_client_er
     c.run_until(lambda: all(op.done for op in ops), timeout=30)
     assert [op for op in ops if op.error is not None] == []
     assert sum(s.stats.balance_transfers for s in c.stores.values()) >= 300
-    # Balanced, it stays so: no more transfers.
+    # Balanced (the balance itself stops within 5% of the average: a last batch or two may
+    # still go once `even` holds), it stays so: no more transfers.
+    c.run_for(5)
     moved = sum(s.stats.balance_transfers for s in c.stores.values())
     c.run_for(10)
     assert sum(s.stats.balance_transfers for s in c.stores.values()) == moved

@@ -137,7 +137,9 @@ def test_leaders_spread_by_region_id_and_every_region_hibernates() -> None:
 
 
 def test_regions_hibernate_with_a_store_down_and_catch_it_up_when_it_is_back() -> None:
-    c = SimCluster(stores=3, seed=6, initial_regions=N)
+    # (Without the leader balance, which hands the store that is back leaders of its own.)
+    cfg = StoreConfig(leader_balance_ticks=0)
+    c = SimCluster(stores=3, seed=6, initial_regions=N, store_config=cfg)
     c.run_for(3.0)
     victim = 1
     c.crash(victim)

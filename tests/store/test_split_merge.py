@@ -306,6 +306,9 @@ def test_a_merge_rolls_back_when_the_target_changes_first() -> None:
     c.transfer_leader(b.id, next(s for s in (1, 2, 3) if s != sid))  # target led elsewhere
     source_leader = c.stores[sid]
     target_store = c.stores[c.leader_of(b.id) or 0]
+    # (Every replica of the source holds its log: else the merge is refused at once.)
+    node = source_leader.peers[a.id].node
+    c.run_until(lambda: min(node.matched_indexes().values()) == node.last_index(), timeout=10)
     box: list[tuple[Any, StoreError | None]] = []
     # Hold the CommitMerge back: the target's leader store never proposes it while it lags.
     c.partition([sid], [s for s in (1, 2, 3) if s != sid])
