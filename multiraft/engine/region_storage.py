@@ -84,6 +84,16 @@ _log_key = pack_raft_log_key
 _parse_entry = Entry.FromString
 
 
+def check_no_wal(engine: Engine) -> None:
+    """Raise EngineError if `engine` holds raft WAL records (its region storages must then
+    be opened with its `RaftWal`). A store opening many regions checks once and opens each
+    with `check_wal=False`."""
+    if engine.scan(CF_RAFT_WAL, limit=1):
+        raise EngineError(
+            "the engine holds raft WAL records: open the region storages with its RaftWal"
+        )
+
+
 class RegionStorage:
     """The raft `Storage` of region `region_id` over `engine` (module docstring).
 
@@ -122,6 +132,7 @@ class RegionStorage:
         cache_max_entries: int = DEFAULT_CACHE_MAX_ENTRIES,
         cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
         snapshot_builder: SnapshotBuilder | None = None,
+        check_wal: bool = True,
     ) -> None:
         if wal is not None and wal.engine is not engine:
             raise ValueError("the RaftWal belongs to another engine")
@@ -160,10 +171,8 @@ class RegionStorage:
         self._load()
         self._writer: RaftLogWriter
         if wal is None:
-            if engine.scan(CF_RAFT_WAL, limit=1):
-                raise EngineError(
-                    "the engine holds raft WAL records: open the region storages with its RaftWal"
-                )
+            if check_wal:
+                check_no_wal(engine)
             self._writer = DirectLog(region_id, self._release)
         else:
             reg = wal.attach(region_id, self._last_index, self._release)

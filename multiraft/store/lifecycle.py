@@ -21,7 +21,9 @@ from multiraft.engine.keys import (
     meta_key,
     region_state_key,
 )
+from multiraft.engine.region_storage import check_no_wal
 from multiraft.proto.serverpb_pb2 import (
+    Learner,
     Merging,
     MsgNone,
     RaftApplyState,
@@ -107,6 +109,7 @@ class PeerLifecycle(Outbox):
             self.open(cluster_id)
             return
         assert self.store_id in store_ids
+        check_no_wal(self.engine)
         wb = WriteBatch()
         keys = [b"", *split_keys(initial_regions), b""]
         init = RAFT_INIT_LOG_INDEX
@@ -126,7 +129,7 @@ class PeerLifecycle(Outbox):
             )
             snap = Snapshot(metadata=SnapshotMetadata(index=init, term=init))
             snap.metadata.conf_state.voters.extend(p.id for p in region.peers)
-            storage = RegionStorage(self.engine, rid)
+            storage = RegionStorage(self.engine, rid, check_wal=False)
             storage.apply_snapshot(wb, snap)
             vote = initial_peer_id(rid, designated)
             storage.set_hard_state(wb, HardState(term=BOOTSTRAP_TERM, vote=vote, commit=init))
@@ -157,6 +160,7 @@ class PeerLifecycle(Outbox):
             raise StoreError(
                 f"the data dir belongs to cluster:store {ident.decode()}, not {want.decode()}"
             )
+        check_no_wal(self.engine)
         for key, value in self.engine.scan(CF_RAFT_STATE):
             region_id, kind = decode_raft_state_key(key)
             if kind != REGION_STATE:
@@ -184,6 +188,7 @@ class PeerLifecycle(Outbox):
         return RegionStorage(
             self.engine,
             region_id,
+            check_wal=False,  # (`open` and `bootstrap` checked the engine once)
             snapshot_builder=lambda req, to: self._build_snapshot(region_id, req),
         )
 
@@ -217,12 +222,15 @@ class PeerLifecycle(Outbox):
             skip_bcast_commit=c.skip_bcast_commit,
         )
         if region.region_epoch.version:
-            cs = conf_state_from_region(region)
             have = storage.conf_state()
-            if set(cs.voters) != set(have.voters) or set(cs.learners) != set(have.learners):
+            # (The sets, not `conf_state_from_region`'s protobuf: this runs for every region
+            # a store opens.)
+            voters = {p.id for p in region.peers if p.role == Voter}
+            learners = {p.id for p in region.peers if p.role == Learner}
+            if voters != set(have.voters) or learners != set(have.learners):
                 # A crash between an applied conf change and its raft conf state: repair.
                 wb = WriteBatch()
-                storage.set_conf_state(wb, cs)
+                storage.set_conf_state(wb, conf_state_from_region(region))
                 self.engine.write(wb, sync=True)
                 wb.run_commit_hooks()
         node = RawNode(cfg, storage, logger=_RAFT_LOG, rng=SplitMix64(self.rng.getrandbits(64)))

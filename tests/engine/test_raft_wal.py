@@ -23,6 +23,7 @@ from multiraft.engine import (
     WriteBatch,
 )
 from multiraft.engine.keys import raft_log_bounds, wal_key
+from multiraft.engine.region_storage import check_no_wal
 from multiraft.raft.eraftpb import ConfState, Entry, HardState, Snapshot
 from multiraft.raft.errors import SnapshotOutOfDate
 
@@ -178,6 +179,20 @@ def test_wal_argument_checks() -> None:
     wal = RaftWal(engine)
     assert "RaftWal" in repr(wal) and wal.dirty_regions() == 0
     assert not wal.checkpoint(WriteBatch())  # nothing to move
+
+
+def test_a_storage_without_the_wal_is_refused_over_wal_records() -> None:
+    """Once per storage, or once per engine (`check_no_wal`) for a store opening many."""
+    engine = MemoryEngine()
+    wb = WriteBatch()
+    RegionStorage(engine, 1, wal=RaftWal(engine)).append(wb, ents(1, 1), HardState(term=1, commit=1))
+    commit(engine, wb)
+    with pytest.raises(EngineError, match="RaftWal"):
+        RegionStorage(engine, 1)
+    with pytest.raises(EngineError, match="RaftWal"):
+        check_no_wal(engine)
+    RegionStorage(engine, 2, check_wal=False)  # the caller checked
+    check_no_wal(MemoryEngine())
 
 
 # -- the WAL layout ends up byte for byte like the direct one --------------------------------
