@@ -62,6 +62,7 @@ def store_config_from(config: ServerConfig) -> StoreConfig:
         suspect_ticks=config.suspect_ticks(),
         # (Ten suspicion times: 30 s at the default ticks.)
         startup_grace_ticks=10 * config.suspect_ticks(),
+        follower_tick_every=_FOLLOWER_TICK_EVERY,
         check_quorum=config.check_quorum,
         pre_vote=config.pre_vote,
         lease_reads=config.lease_reads,
@@ -558,6 +559,9 @@ class StoreNode:
         return time.time() - self.started_at
 
 
+# An awake follower whose leader's store is heard from ticks every this many base ticks
+# (StoreConfig.follower_tick_every).
+_FOLLOWER_TICK_EVERY = 5
 # Generation-0 threshold of the cyclic GC once the store is up (CPython's default is 700).
 GC_THRESHOLD0 = 50_000
 

@@ -1,6 +1,7 @@
 """Ticks, hibernation and store liveness.
 
-Only awake regions tick. A leader idle for an election timeout, with every follower caught
+Only awake regions tick (a follower whose leader's store is heard from, one tick in
+`follower_tick_every`). A leader idle for an election timeout, with every follower caught
 up, asks its followers whether the region may hibernate (MsgHibernateRequest); once all agree
 the region stops ticking on every store. Any traffic but heartbeats wakes it. Stores exchange
 a frame every tick (an empty one if nothing else went there): a store not heard from for
@@ -75,9 +76,28 @@ class Hibernation(PeerLifecycle):
             self._start_campaigns(clock)
         if self._wakeups:
             self._wake_some()
+        every = self.config.follower_tick_every
+        suspected = self._suspected
+        ticked = 0
         for rid in list(self._awake):
             peer = self.peers[rid]
-            peer.node.tick()
+            node = peer.node
+            if (
+                every > 1
+                and (clock + rid) % every
+                and node.leader_id()
+                and node.role() == StateRole.Follower
+            ):
+                # A follower whose leader's store is heard from ticks one tick in `every`
+                # (staggered by region): its election timer only matters if the leader is
+                # gone, which store liveness tells (`_wake_regions_led_from` makes it forget
+                # the leader: then it ticks every tick again). Slower timers are safe (raft
+                # assumes no timing), and they keep the rare region-level failure electing.
+                leader = peer.leader_meta()
+                if leader is not None and leader.store_id not in suspected:
+                    continue
+            node.tick()
+            ticked += 1
             self._dirty.add(rid)
             peer.idle_ticks += 1
             # Once idle for an election timeout, ask the followers (again every election
@@ -86,7 +106,7 @@ class Hibernation(PeerLifecycle):
                 down = self._down_peers(peer)
                 if down is not None and peer.can_hibernate(down):
                     self._ask_to_hibernate(peer, down)
-        self.stats.ticks += len(self._awake)
+        self.stats.ticks += ticked
         # Store heartbeats: one (empty) frame per store per tick if nothing else went there.
         for store in self._last_heard:
             if store not in self._sent_since_tick:

@@ -123,6 +123,26 @@ def test_a_round_handles_a_bounded_number_of_regions() -> None:
     assert c.get(b"\x00\x04") == b"v"
 
 
+def test_awake_followers_of_a_live_leader_tick_one_tick_in_k() -> None:
+    """With `follower_tick_every`, a follower whose leader's store is heard from ticks one
+    base tick in k; a store going silent still gets its regions elected elsewhere."""
+    cfg = StoreConfig(follower_tick_every=5)
+    c = SimCluster(stores=3, seed=13, initial_regions=N, store_config=cfg)
+    store = c.stores[2]
+    awake = store.awake_regions()
+    led = sum(1 for rid in store._awake if store.peers[rid].is_leader())
+    assert awake == N and 0 < led < awake  # right after the start: every region awake
+    before = store.stats.ticks
+    store.tick()
+    ticked = store.stats.ticks - before
+    assert led <= ticked < led + (awake - led) // 5 + 10
+    # The followers of store 1's leaders learn that it is gone from store liveness.
+    c.crash(1)
+    c.run_until(lambda: sum(c.stores[s].leaders() for s in (2, 3)) == N, timeout=30)
+    c.put(b"\x00\x05", b"v")
+    assert c.get(b"\x00\x05") == b"v"
+
+
 def test_leaders_spread_by_region_id_and_every_region_hibernates() -> None:
     c = SimCluster(stores=3, seed=5, initial_regions=N)
     # The designated replica (by region id among the sorted stores) won everywhere: no
