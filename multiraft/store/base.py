@@ -238,6 +238,8 @@ class StoreBase:
         self._suspected: set[int] = set()
         # The stores a frame came from since this store started.
         self._heard: set[int] = set()
+        # Each store's clock as its frames last told it (a clock going back: it restarted).
+        self._store_clocks: dict[int, int] = {}
         # Stores a frame went to since the last tick (the others get a store heartbeat).
         self._sent_since_tick: set[int] = set()
         self.lanes = OutboundLanes(store_id, max_frame_bytes=self.config.max_frame_bytes)

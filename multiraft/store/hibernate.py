@@ -156,6 +156,22 @@ class Hibernation(PeerLifecycle):
                 return None
         return down
 
+    def _note_store_clock(self, store: int, clock: int) -> None:
+        """`store`'s frame tells its clock (0: not told, or before its first tick). A clock
+        that went back means the store restarted, maybe too fast to be suspected: its
+        leaders are gone (a replica restarts as a follower) and its replicas start asleep
+        knowing no leader. So, as for a store suspected and back: the regions it led elect
+        a new leader (`_wake_regions_led_from`), and the leaders here wake to tell it
+        (`_on_store_back`)."""
+        if not clock:
+            return
+        prev = self._store_clocks.get(store, 0)
+        self._store_clocks[store] = clock
+        if clock < prev and store not in self._suspected:
+            _log.debug("store %d: store %d restarted", self.store_id, store)
+            self._wake_regions_led_from(store)
+            self._on_store_back(store)
+
     def _on_store_back(self, store: int) -> None:
         """`store` is heard from again after it was suspected: the hibernated leaders here
         of regions with a replica there wake up (`_CAMPAIGNS_PER_TICK` a tick), so that it

@@ -182,6 +182,8 @@ class PeerLifecycle(Outbox):
                         # designated replica leads or campaigns (`_start_campaigns` wakes it; its
                         # votes wake the others) or a store falls silent (the regions
                         # without a leader wake). 100,000 awake regions cost seconds a tick.
+                        # (A region led before stays awake: a replica removed meanwhile
+                        # learns it from the answers to its campaign.)
                         self._awake.discard(region_id)
 
     def _new_storage(self, region_id: int) -> RegionStorage:

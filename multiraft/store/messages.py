@@ -60,6 +60,7 @@ class Inbound(SplitCheck):
         """A decoded frame from another store (the transport decodes; the simulator hands
         bytes to `on_frame`). Any frame, even an empty one, is a store heartbeat."""
         self._last_heard[from_store] = self.lanes.clock
+        self._note_store_clock(from_store, batch.last_observed_time)
         if from_store in self._suspected:
             self._suspected.discard(from_store)
             self._on_store_back(from_store)

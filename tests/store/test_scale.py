@@ -143,6 +143,26 @@ def test_awake_followers_of_a_live_leader_tick_one_tick_in_k() -> None:
     assert c.get(b"\x00\x05") == b"v"
 
 
+def test_a_store_restarted_too_fast_to_be_suspected_is_served_again() -> None:
+    """The others see a restarted store's clock go back: the regions it led elect a leader
+    elsewhere and their leaders wake to tell it theirs, so every region there knows a leader
+    again within a couple of seconds, without the store ever being suspected (its own
+    campaigns wait three election timeouts, and would find the others' leaders asleep)."""
+    cfg = StoreConfig(leader_balance_ticks=0)
+    c = SimCluster(stores=3, seed=15, initial_regions=N, store_config=cfg)
+    c.run_for(3.0)
+    assert _awake(c, [1, 2, 3]) == 0
+    c.crash(1)
+    c.restart(1)
+    back = c.stores[1]
+    c.run_until(lambda: all(p.node.leader_id() for p in back.peers.values()), timeout=2)
+    assert all(1 not in c.stores[s].suspected_stores() for s in (2, 3))
+    assert sum(c.stores[s].leaders() for s in (2, 3)) == N
+    c.put(b"\x00\x06", b"v")
+    assert c.get(b"\x00\x06") == b"v"
+    c.run_until(lambda: _awake(c, [1, 2, 3]) == 0, timeout=30)
+
+
 def test_leaders_spread_by_region_id_and_every_region_hibernates() -> None:
     c = SimCluster(stores=3, seed=5, initial_regions=N)
     # The designated replica (by region id among the sorted stores) won everywhere: no
