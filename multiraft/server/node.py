@@ -63,6 +63,7 @@ def store_config_from(config: ServerConfig) -> StoreConfig:
         # (Ten suspicion times: 30 s at the default ticks.)
         startup_grace_ticks=10 * config.suspect_ticks(),
         follower_tick_every=_FOLLOWER_TICK_EVERY,
+        max_region_ticks=_MAX_REGION_TICKS,
         check_quorum=config.check_quorum,
         pre_vote=config.pre_vote,
         lease_reads=config.lease_reads,
@@ -562,6 +563,8 @@ class StoreNode:
 # An awake follower whose leader's store is heard from ticks every this many base ticks
 # (StoreConfig.follower_tick_every).
 _FOLLOWER_TICK_EVERY = 5
+# Awake regions ticked per base tick at most (StoreConfig.max_region_ticks): ~40 µs each.
+_MAX_REGION_TICKS = 10_000
 # Generation-0 threshold of the cyclic GC once the store is up (CPython's default is 700).
 GC_THRESHOLD0 = 50_000
 

@@ -92,6 +92,8 @@ class StoreConfig:
     # (1: every tick). At 100,000 regions the ticks of the awake followers, two thirds of
     # the awake replicas, took most of a store's time after a start or a failover.
     follower_tick_every: int = 1
+    # A tick ticks at most this many awake regions (0: all), the next ones at the next tick.
+    max_region_ticks: int = 0
     # A round handles at most this many regions (0: all that have work); the others wait
     # for the next round, which the server runs right after. At 100,000 regions a round
     # over every one took seconds, during which the store answered nothing and sent no
@@ -238,6 +240,8 @@ class StoreBase:
         self._suspected: set[int] = set()
         # The stores a frame came from since this store started.
         self._heard: set[int] = set()
+        # Where the last tick's round-robin over the awake regions stopped (max_region_ticks).
+        self._tick_offset = 0
         # Each store's clock as its frames last told it (a clock going back: it restarted).
         self._store_clocks: dict[int, int] = {}
         # Stores a frame went to since the last tick (the others get a store heartbeat).

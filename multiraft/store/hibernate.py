@@ -34,7 +34,7 @@ from multiraft.proto.serverpb_pb2 import (
 from multiraft.raft import StateRole
 from router.codec import encode_batch
 
-from .base import BOOTSTRAP_TERM
+from .base import BOOTSTRAP_TERM, designated_store
 from .errors import InvalidRequest
 from .lifecycle import PeerLifecycle
 from .peer import NOBODY, Peer
@@ -79,7 +79,17 @@ class Hibernation(PeerLifecycle):
         every = self.config.follower_tick_every
         suspected = self._suspected
         ticked = 0
-        for rid in list(self._awake):
+        awake = list(self._awake)
+        budget = self.config.max_region_ticks
+        if budget and len(awake) > budget:
+            # More awake regions than a tick may tick: this tick takes the next `budget` of
+            # them, round-robin; the others' logical time waits (later heartbeats and
+            # timeouts: safe, and the store keeps answering instead of stalling for
+            # seconds a tick).
+            start = self._tick_offset % len(awake)
+            self._tick_offset = start + budget
+            awake = (awake[start:] + awake[:start])[:budget]
+        for rid in awake:
             peer = self.peers[rid]
             node = peer.node
             if (
@@ -159,8 +169,8 @@ class Hibernation(PeerLifecycle):
     def _note_store_clock(self, store: int, clock: int) -> None:
         """`store`'s frame tells its clock (0: not told, or before its first tick). A clock
         that went back means the store restarted, maybe too fast to be suspected: its
-        leaders are gone (a replica restarts as a follower) and its replicas start asleep
-        knowing no leader. So, as for a store suspected and back: the regions it led elect
+        leaders are gone (a replica restarts as a follower) and its replicas know no leader.
+        So, as for a store suspected and back: the regions it led elect
         a new leader (`_wake_regions_led_from`), and the leaders here wake to tell it
         (`_on_store_back`)."""
         if not clock:
@@ -199,8 +209,21 @@ class Hibernation(PeerLifecycle):
             if leader is not None and leader.store_id == store and peer.initialized:
                 self._wake(rid)
                 self._schedule_election(peer, gone=store)
-            elif rid not in self._awake and leader is None:
+            elif rid not in self._awake and leader is None and self._designated_there(peer, store):
+                # Asleep without a leader: a region never led, waiting for its designated
+                # replica, which was on that store. (The others wait for theirs: waking every
+                # one of 100,000 such regions because one store stalled a few seconds made
+                # every tick take seconds, and the stores never settled.)
                 self._wake(rid)
+                if peer.initialized:
+                    self._schedule_election(peer, gone=store)
+
+    @staticmethod
+    def _designated_there(peer: Peer, store: int) -> bool:
+        """Whether `store` holds the replica of `peer`'s region designated to lead it first
+        (an uninitialized replica knows no voters: yes)."""
+        voters = [p.store_id for p in peer.region.peers if p.role == Voter]
+        return not peer.initialized or not voters or designated_store(peer.region.id, voters) == store
 
     def _start_campaigns(self, clock: int) -> None:
         """The campaigns `_schedule_election` chose this store for, in order, at most

@@ -163,6 +163,30 @@ def test_a_store_restarted_too_fast_to_be_suspected_is_served_again() -> None:
     c.run_until(lambda: _awake(c, [1, 2, 3]) == 0, timeout=30)
 
 
+def test_a_silent_store_wakes_only_the_leaderless_regions_it_was_to_lead() -> None:
+    """Regions asleep without a leader (never led yet) wait for their designated replica:
+    a store falling silent wakes those it was to lead (they elect elsewhere), not all."""
+    c = SimCluster(stores=3, seed=16, initial_regions=N, elect=False)
+    store = c.stores[1]
+    assert store.awake_regions() == 0
+    store._wake_regions_led_from(3)
+    assert sorted(store._awake) == [rid for rid in range(1, N + 1) if rid % 3 == 2]
+
+
+def test_a_tick_ticks_a_bounded_number_of_awake_regions_round_robin() -> None:
+    cfg = StoreConfig(max_region_ticks=50)
+    c = SimCluster(stores=3, seed=17, initial_regions=N, store_config=cfg)
+    store = c.stores[2]
+    assert store.awake_regions() > 50
+    before = store.stats.ticks
+    store.tick()
+    assert store.stats.ticks - before == 50
+    assert _votes_sent(c) == 0
+    c.put(b"\x00\x07", b"v")
+    c.run_until(lambda: _awake(c, [1, 2, 3]) == 0, timeout=60)
+    assert c.get(b"\x00\x07") == b"v"
+
+
 def test_leaders_spread_by_region_id_and_every_region_hibernates() -> None:
     c = SimCluster(stores=3, seed=5, initial_regions=N)
     # The designated replica (by region id among the sorted stores) won everywhere: no
