@@ -60,6 +60,17 @@ def _bootstrapped(id: int = 1, peers: list[int] | None = None, cfg: Config | Non
     return _node(id, peers, storage=s, cfg=cfg)
 
 
+def _leader_of_three() -> RawNode[MemStorage]:
+    """Node 1 of [1, 2, 3], bootstrapped, leader, its first Ready persisted and advanced."""
+    node = _bootstrapped(1, [1, 2, 3])
+    node.raft.become_candidate()
+    node.raft.become_leader()
+    rd = node.ready()
+    _persist(node, rd)
+    node.advance(rd)
+    return node
+
+
 @pytest.mark.parametrize("msg_type", list(MT.values()))
 def test_raw_node_step(msg_type: int) -> None:
     """Local message types are refused from outside; a response from an unknown peer is
@@ -198,14 +209,7 @@ def test_raw_node_read_index() -> None:
 def test_async_ready_leader() -> None:
     """With asynchronous persistence, the leader counts its own entries only up to what
     `on_persist_ready` acknowledged: commit = min(own persisted, quorum acked)."""
-    s = MemStorage()
-    s.wl().apply_snapshot(new_snapshot(1, 1, [1, 2, 3]))
-    node = _node(1, [1, 2, 3], storage=s)
-    node.raft.become_candidate()
-    node.raft.become_leader()
-    rd = node.ready()
-    _persist(node, rd)
-    node.advance(rd)
+    node = _leader_of_three()
     first = node.raft.raft_log.last_index()
     # Propose three batches, each in its own Ready handed to the writer (its entries are in
     # the storage's memory) but not yet durable.
@@ -411,14 +415,7 @@ def test_a_ready_with_nothing_to_persist_is_handed_back_without_a_write() -> Non
     """`advance_unwritten`: a Ready of messages or read states only needs no write and
     leaves no record to acknowledge, while an earlier Ready still waits for its own
     acknowledgement. One with something to persist is refused."""
-    s = MemStorage()
-    s.wl().apply_snapshot(new_snapshot(1, 1, [1, 2, 3]))
-    node = _node(1, [1, 2, 3], storage=s)
-    node.raft.become_candidate()
-    node.raft.become_leader()
-    rd = node.ready()
-    _persist(node, rd)
-    node.advance(rd)
+    node = _leader_of_three()
     node.raft.raft_log.commit_to(node.raft.raft_log.last_index())
     rd = node.ready()
     _persist(node, rd)
