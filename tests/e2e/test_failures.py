@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,25 @@ def test_sigterm_stops_cleanly_and_restart_recovers(tmp_path: Path) -> None:
         cluster.close()
 
 
+def _remove_a_follower(cluster: Any, region_id: int) -> tuple[int, int]:
+    """Remove a follower's replica of the region through its current leader: `(leader,
+    removed store)`. The leader is looked up again right before each attempt, and an attempt
+    refused while the leadership moves (the writes keep the stores busy) is tried again; the
+    answers' bodies go into the failure message."""
+    refused: list[str] = []
+    deadline = time.monotonic() + 60
+    while True:
+        leader = cluster.wait_ready(30)[region_id]
+        other = next(s for s in cluster.stores if s != leader)
+        try:
+            cluster.admin(leader, f"/regions/{region_id}/peers/{other}", "DELETE", timeout=30)
+            return leader, other
+        except urllib.error.HTTPError as e:
+            refused.append(f"{e.code} from store {leader}: {e.read()[:300]!r}")
+        assert time.monotonic() < deadline, refused
+        time.sleep(0.2)
+
+
 def test_a_replica_added_under_write_load_catches_up_by_snapshot(tmp_path: Path) -> None:
     """A new replica needs a snapshot built while applied rounds are always in flight (the
     leader keeps writing): it must still get one, catch up, and serve."""
@@ -105,7 +125,7 @@ def test_a_replica_added_under_write_load_catches_up_by_snapshot(tmp_path: Path)
     cluster = make_cluster(tmp_path, initial_regions=1, fsync=True)
     try:
         cluster.start_all()
-        leaders = cluster.wait_ready(90)
+        cluster.wait_ready(90)
         acked: dict[bytes, bytes] = {}
         errors: list[str] = []
         stop = threading.Event()
@@ -124,9 +144,7 @@ def test_a_replica_added_under_write_load_catches_up_by_snapshot(tmp_path: Path)
         try:
             while len(acked) < 100 and t.is_alive():
                 stop.wait(0.05)
-            leader = leaders[1]
-            other = next(s for s in cluster.stores if s != leader)
-            cluster.admin(leader, f"/regions/1/peers/{other}", "DELETE", timeout=30)
+            leader, other = _remove_a_follower(cluster, 1)
             deadline = time.monotonic() + 60
             while 1 in [r["id"] for r in cluster.admin(other, "/regions")["regions"]]:
                 assert time.monotonic() < deadline, "the removed replica stayed"
